@@ -1,0 +1,205 @@
+"""Core speed: a training step of the full default network, and candidate scoring.
+
+  python benchmarks/bench_core.py [--batch 128] [--candidates 100000] [--avg 500]
+
+Prints one table; every row is timed in this run next to its reference:
+  (a) one training step (forward, backward, parameter update) of the default
+      StructNet at batch 128 on the pose-regression cost (stage 1), JAX with
+      each conv lowering, against the same network written in plain PyTorch
+      (CPU); and one stage-2 max-margin step (candidate selection over C=2000
+      poses, 35-trial line search, frozen convs) against the JAX stage-1 step;
+  (b) scoring 128 images against 100k candidates with top-500 averaging,
+      against a bare jnp.dot of the same shapes.
+The PyTorch reference needs `pip install torch==2.13.0` (CPU); without torch,
+that row is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.configs import default as default_config  # noqa: E402
+from structnet_jax import models  # noqa: E402
+from structnet_jax import scoring  # noqa: E402
+from structnet_jax import sharding  # noqa: E402
+from structnet_jax import train  # noqa: E402
+
+
+def timeit(fn, repeats: int, warmup: int = 1) -> float:
+  """Median wall time (s) of ``fn()``, which must block until done."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def jax_stage1_step(conv_impl: str, batch: int, repeats: int) -> float:
+  config = default_config.get_config()
+  config.model.conv_impl = conv_impl
+  config.stage1.optimizer = "momentum"
+  config.stage1.learning_rate = 1e-4
+  model = models.StructNet.from_config(config.model)
+  rng = np.random.default_rng(0)
+  poses = rng.normal(scale=300, size=(1000, 17, 3)).astype(np.float32)
+  state = train.init_train_state(model, config, jax.random.PRNGKey(0), poses)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  step = train.jit_step(train.make_pretrain_step(model, config), mesh)
+  data = {"image": jnp.asarray(rng.uniform(size=(batch, 112, 112, 3)),
+                               jnp.float32),
+          "pose": jnp.asarray(poses[:batch])}
+  holder = [sharding.replicate(state, mesh)]
+
+  def run():
+    holder[0], m = step(holder[0], data)
+    jax.block_until_ready(m)
+
+  return timeit(run, repeats)
+
+
+def jax_stage2_step(batch: int, repeats: int) -> float:
+  config = default_config.get_config()
+  model = models.StructNet.from_config(config.model)
+  rng = np.random.default_rng(0)
+  poses = rng.normal(scale=300, size=(20000, 17, 3)).astype(np.float32)
+  key = jax.random.PRNGKey(0)
+  state = train.start_max_margin(
+      model, config, train.init_train_state(model, config, key, poses), key)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  step = train.jit_step(train.make_max_margin_step(model, config), mesh,
+                        with_pose_space=True)
+  data = {"image": jnp.asarray(rng.uniform(size=(batch, 112, 112, 3)),
+                               jnp.float32),
+          "pose": jnp.asarray(poses[:batch])}
+  space = sharding.replicate(poses, mesh)
+  holder = [sharding.replicate(state, mesh)]
+
+  def run():
+    holder[0], m = step(holder[0], data, space)
+    jax.block_until_ready(m)
+
+  return timeit(run, repeats)
+
+
+def torch_stage1_step(batch: int, repeats: int, threads: int) -> float | None:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    from torch import nn  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  torch.set_num_threads(threads)
+
+  class Net(nn.Module):
+    """The same network as models.StructNet's regression path (stage 1)."""
+
+    def __init__(self):
+      super().__init__()
+      self.c1 = nn.Conv2d(3, 32, 9)
+      self.c2 = nn.Conv2d(32, 64, 5)
+      self.c3 = nn.Conv2d(64, 64, 5)
+      self.h1 = nn.Linear(24 * 24 * 64, 1024)
+      self.h2 = nn.Linear(10 * 10 * 64, 1024)
+      self.h3 = nn.Linear(2048, 1024)
+      self.head = nn.Linear(1024, 51)
+      self.drop = nn.Dropout(0.75)
+      self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+      a = torch.relu(self.pool(self.c1(x)))
+      c2 = torch.relu(self.pool(self.c2(a)))
+      c3 = self.pool(self.c3(c2))
+      h1 = self.drop(torch.relu(self.h1(c2.flatten(1))))
+      h2 = self.drop(torch.relu(self.h2(c3.flatten(1))))
+      h3 = torch.relu(self.h3(torch.cat([h1, h2], 1)))
+      return torch.tanh(self.head(h3))
+
+  net = Net()
+  opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
+  x = torch.rand(batch, 3, 112, 112)
+  y = torch.rand(batch, 51) * 2 - 1
+  l2_layers = [net.h1, net.h2, net.h3, net.head]
+
+  def run():
+    opt.zero_grad()
+    loss = ((net(x) - y) ** 2).sum(1).mean()
+    loss = loss + 1e-4 * sum((l.weight ** 2).sum() for l in l2_layers)
+    loss.backward()
+    opt.step()
+
+  return timeit(run, repeats)
+
+
+def scoring_rows(batch: int, num_candidates: int, avg: int, dim: int,
+                 repeats: int):
+  rng = np.random.default_rng(0)
+  emb = jnp.asarray(rng.uniform(size=(batch, dim)), jnp.float32)
+  table = jnp.asarray(rng.uniform(size=(num_candidates, dim)), jnp.float32)
+  cands = jnp.asarray(rng.normal(size=(num_candidates, 17, 3)), jnp.float32)
+
+  @jax.jit
+  def score_avg(emb, table, cands):
+    scores = scoring.score_images(emb, table)
+    return scoring.structnet_avg(scores, cands, avg), jnp.argmax(scores, -1)
+
+  @jax.jit
+  def bare_dot(emb, table):
+    return jnp.dot(emb, table.T)
+
+  t_score = timeit(lambda: jax.block_until_ready(score_avg(emb, table, cands)),
+                   repeats)
+  t_dot = timeit(lambda: jax.block_until_ready(bare_dot(emb, table)), repeats)
+  return t_score, t_dot
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--candidates", type=int, default=100_000)
+  p.add_argument("--avg", type=int, default=500)
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--skip-stage2", action="store_true")
+  args = p.parse_args()
+  threads = os.cpu_count() or 1
+  print(f"machine: {platform.machine()} {platform.processor() or ''} "
+        f"{threads} cores; jax {jax.__version__} on {jax.devices()[0].platform}")
+  rows = []
+  t_torch = torch_stage1_step(args.batch, args.repeats, threads)
+  t_xla = jax_stage1_step("xla", args.batch, args.repeats)
+  t_im2col = jax_stage1_step("im2col", args.batch, args.repeats)
+  ref = t_torch if t_torch is not None else float("nan")
+  rows.append(("(a) train step, PyTorch CPU (reference)", t_torch, 1.0))
+  rows.append(("(a) train step, JAX conv_impl=xla", t_xla, t_xla / ref))
+  rows.append(("(a) train step, JAX conv_impl=im2col", t_im2col,
+               t_im2col / ref))
+  if not args.skip_stage2:
+    t2 = jax_stage2_step(args.batch, max(2, args.repeats // 2))
+    rows.append(("(a) stage-2 max-margin step vs JAX stage-1 step", t2,
+                 t2 / t_im2col))
+  t_score, t_dot = scoring_rows(args.batch, args.candidates, args.avg, 1024,
+                                args.repeats)
+  rows.append((f"(b) bare jnp.dot [{args.batch},1024]x[1024,{args.candidates}] "
+               "(reference)", t_dot, 1.0))
+  rows.append((f"(b) score + Max + Avg({args.avg}) over {args.candidates}",
+               t_score, t_score / t_dot))
+  width = max(len(r[0]) for r in rows)
+  print(f"{'what':<{width}}  {'ms':>9}  {'x reference':>11}")
+  for name, t, ratio in rows:
+    ms = "n/a" if t is None else f"{t * 1e3:9.1f}"
+    print(f"{name:<{width}}  {ms:>9}  {ratio:11.2f}")
+
+
+if __name__ == "__main__":
+  main()

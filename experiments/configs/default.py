@@ -1,0 +1,86 @@
+"""Default StructNet configuration: the paper's settings (section 5.3).
+
+``get_config()`` returns the full set of fields; every other config in this
+folder starts from it and overrides a few, so an unknown field anywhere is an
+error (``structnet_jax.config_utils.check_config``).
+
+Usage:
+  python -m experiments.main --config=experiments/configs/default.py \
+      --workdir=/tmp/structnet --config.stage2.num_steps=2000
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # --- data ---------------------------------------------------------------
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "blobs"          # where image-pose pairs come from
+  c.data.image_size = 128          # stored crop side (pixels)
+  c.data.num_test = 2000           # generated sources: test examples
+  c.data.pose_space_size = 20000   # poses in the candidate space Y
+
+  # --- network (Figure 1) -------------------------------------------------
+  c.model = ml_collections.ConfigDict()
+  c.model.image_size = 112         # network input side (random crop of 128)
+  c.model.conv_features = (32, 64, 64)
+  c.model.conv_kernel_sizes = (9, 5, 5)
+  c.model.conv_padding = "VALID"
+  c.model.conv_impl = "im2col"     # "im2col" (fast on CPU) or "xla"
+  c.model.h1_width = 1024
+  c.model.h2_width = 1024
+  c.model.h3_width = 1024
+  c.model.embed_dim = 1024
+  c.model.pose_hidden = 1024
+  c.model.pose_embedding = "two_layer"  # Table 3: raw|one_layer_random|one_layer|two_layer
+  c.model.dropout_rate = 0.75
+
+  # --- cost (Eq. 12) ------------------------------------------------------
+  c.loss = ml_collections.ConfigDict()
+  c.loss.pose_weight = 1.0         # lambda
+  c.loss.weight_decay = 1e-4       # alpha
+  c.loss.margin_unit_mm = 100.0    # Delta = MPJPE / margin_unit_mm
+
+  # --- stage 1: pose-regression pre-training of the trunk (section 5.3) ---
+  c.stage1 = ml_collections.ConfigDict()
+  c.stage1.num_steps = 3000
+  c.stage1.optimizer = "adam"      # adam | momentum | line_search
+  c.stage1.learning_rate = 1e-3    # adam / momentum
+  c.stage1.momentum = 0.9          # momentum
+
+  # --- stage 2: max-margin training (Algorithm 1) --------------------------
+  c.stage2 = ml_collections.ConfigDict()
+  c.stage2.num_steps = 3000
+  c.stage2.num_candidates = 2000   # C uniform samples per batch
+  c.stage2.num_frequent = 10       # K most frequently violated poses
+  c.stage2.freeze_trunk = True     # conv layers fixed, augmentation stays on
+  c.stage2.reinit_fc = True        # FC layers start from random weights
+  c.stage2.optimizer = "line_search"  # the paper's; adam | momentum for ablations
+  c.stage2.learning_rate = 1e-3    # adam / momentum
+  c.stage2.momentum = 0.9          # momentum
+
+  # --- the line search of every max-margin step ----------------------------
+  c.line_search = ml_collections.ConfigDict()
+  c.line_search.min_step = 1e-7
+  c.line_search.max_step = 1e2
+  c.line_search.num_coarse = 19
+  c.line_search.num_fine = 16
+  c.line_search.trial_batch_size = 0  # 0: all trials at once (vmap)
+
+  # --- loop ---------------------------------------------------------------
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 128
+  c.train.log_every = 50
+  c.train.checkpoint_every = 500
+
+  # --- evaluation -----------------------------------------------------------
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 128
+  c.eval.avg_sizes = (20, 500, 1500)
+  c.eval.top_k = 10
+  return c

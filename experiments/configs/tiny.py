@@ -1,0 +1,38 @@
+"""A tiny StructNet that trains and evaluates in well under a minute on a CPU.
+
+For tests, smoke runs and the notebook's quick mode; same code paths as the
+default, smaller everything.
+"""
+
+from __future__ import annotations
+
+from experiments.configs import default
+
+
+def get_config():
+  c = default.get_config()
+  c.data.image_size = 36
+  c.data.num_test = 300
+  c.data.pose_space_size = 2000
+  c.model.image_size = 32
+  c.model.conv_features = (8, 16, 16)
+  c.model.conv_kernel_sizes = (5, 5, 3)
+  c.model.h1_width = 128
+  c.model.h2_width = 128
+  c.model.h3_width = 128
+  c.model.embed_dim = 64
+  c.model.pose_hidden = 64
+  c.model.dropout_rate = 0.0
+  # At this size the max-margin stage learns far faster when it keeps the
+  # pre-trained FC layers and uses a margin of 1 per 300 mm (tests/test_train.py).
+  c.stage2.reinit_fc = False
+  c.loss.margin_unit_mm = 300.0
+  c.stage1.num_steps = 300
+  c.stage2.num_steps = 300
+  c.stage2.num_candidates = 200
+  c.train.batch_size = 32
+  c.train.log_every = 50
+  c.train.checkpoint_every = 300
+  c.eval.batch_size = 100
+  c.eval.avg_sizes = (5, 20, 50)
+  return c

@@ -1,0 +1,55 @@
+r"""Train and/or evaluate StructNet.
+
+  python -m experiments.main --config=experiments/configs/default.py \
+      --workdir=/tmp/structnet [--mode=train_and_evaluate] \
+      [--config.stage2.num_steps=1000 ...]
+
+Re-running in the same workdir resumes from the latest checkpoint. The
+evaluation writes ``results.md`` and ``results.json`` to the workdir and prints
+the per-action MPJPE table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from experiments import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/default.py", "Run configuration (get_config).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and results go.")
+_MODE = flags.DEFINE_enum("mode", "train_and_evaluate",
+                          ["train", "evaluate", "train_and_evaluate"],
+                          "What to do.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required (a folder for checkpoints and "
+                         "results; re-use it to resume).")
+  config = _CONFIG.value
+  workdir = os.path.abspath(_WORKDIR.value)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  run = pipeline.Run.create(config, workdir)
+  if _MODE.value in ("train", "train_and_evaluate"):
+    run.train()
+  if _MODE.value in ("evaluate", "train_and_evaluate"):
+    report = run.evaluate()
+    print(report["markdown"])
+    logging.info("results written to %s", os.path.join(workdir, "results.md"))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required([])
+  app.run(main)

@@ -1,0 +1,103 @@
+"""Evaluation: StructNet-Max / -Avg(A) / -Pred over a test set, per action.
+
+``evaluate`` runs the jitted predictor over eval batches (``{"image", "pose",
+"mask", "action"}``, the last batch padded and masked), and returns per-example
+MPJPE and Procrustes-aligned MPJPE for every method, aggregated per action as
+mean and standard deviation (the cells of the paper's Table 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structnet_jax import metrics
+from structnet_jax import models
+from structnet_jax import scoring
+
+
+def method_names(avg_sizes: Sequence[int]) -> list[str]:
+  return (["StructNet-Max"] + [f"StructNet-Avg({a})" for a in avg_sizes] +
+          ["StructNet-Pred"])
+
+
+@jax.jit
+def _errors(pred, target):
+  return metrics.mpjpe(pred, target), metrics.pa_mpjpe(pred, target)
+
+
+def evaluate(model: models.StructNet, variables: dict[str, Any],
+             batches: Iterable[dict[str, Any]], candidates: np.ndarray,
+             avg_sizes: Sequence[int] = (20, 500, 1500), top_k: int = 10,
+             table=None) -> dict[str, Any]:
+  """Scores every test example against the candidate set.
+
+  Args:
+    model, variables: the trained network.
+    batches: eval batches with ``image [B, S, S, 3]``, ``pose [B, 17, 3]`` mm,
+      ``mask [B] bool`` and ``action [B] str``.
+    candidates: ``[N, 17, 3]`` mm (the training poses).
+    avg_sizes: the A of StructNet-Avg(A).
+    top_k: hypotheses kept per image.
+    table: a precomputed ``[N, D]`` pose-embedding table (else computed here).
+
+  Returns:
+    ``{"actions": [M] str, "poses": [M, 17, 3], "predictions": {method: [M, 17,
+    3]}, "mpjpe": {method: [M]}, "pa_mpjpe": {method: [M]}, "top_indices":
+    [M, top_k], "top_scores": [M, top_k], "image_embeddings": [M, D]}``.
+  """
+  candidates = scoring.check_candidates(candidates).astype(np.float32)
+  avg_sizes = scoring.check_avg_sizes(avg_sizes, len(candidates))
+  if table is None:
+    table = scoring.embed_candidate_poses(model, variables, candidates)
+  predict = scoring.make_predictor(model, avg_sizes, top_k)
+  cands = jnp.asarray(candidates)
+  names = method_names(avg_sizes)
+  preds = {n: [] for n in names}
+  keep = {"actions": [], "poses": [], "top_indices": [], "top_scores": [],
+          "image_embeddings": []}
+  for batch in batches:
+    mask = np.asarray(batch["mask"], bool)
+    out = jax.device_get(predict(variables, batch["image"], table, cands))
+    methods = {"StructNet-Max": out["max"], "StructNet-Pred": out["pred"],
+               **{f"StructNet-Avg({a})": out["avg"][a] for a in avg_sizes}}
+    for n in names:
+      preds[n].append(np.asarray(methods[n])[mask])
+    keep["actions"].append(np.asarray(batch["action"])[mask])
+    keep["poses"].append(np.asarray(batch["pose"], np.float32)[mask])
+    keep["top_indices"].append(out["top_indices"][mask])
+    keep["top_scores"].append(out["top_scores"][mask])
+    keep["image_embeddings"].append(out["image_embedding"][mask])
+  if not keep["poses"]:
+    raise ValueError("the evaluation set is empty: no batches were given.")
+  result = {k: np.concatenate(v) for k, v in keep.items()}
+  result["predictions"] = {n: np.concatenate(v) for n, v in preds.items()}
+  result["mpjpe"], result["pa_mpjpe"] = {}, {}
+  for n, p in result["predictions"].items():
+    e, pa = jax.device_get(_errors(p, result["poses"]))
+    result["mpjpe"][n], result["pa_mpjpe"][n] = np.asarray(e), np.asarray(pa)
+  return result
+
+
+def summary_table(result: dict[str, Any], key: str = "mpjpe") -> dict[str, Any]:
+  """Per-method, per-action ``{"mean", "std", "count"}`` of ``result[key]``."""
+  return {method: metrics.per_action_stats(errors, result["actions"])
+          for method, errors in result[key].items()}
+
+
+def markdown_table(table: dict[str, Any], title: str = "MPJPE (mm)") -> str:
+  """A Table-1 style markdown table: rows methods, columns actions then All;
+  cells ``mean (std)``."""
+  methods = list(table)
+  actions = sorted({a for m in methods for a in table[m] if a != "All"})
+  cols = actions + ["All"]
+  lines = [f"| {title} | " + " | ".join(cols) + " |",
+           "|---|" + "---|" * len(cols)]
+  for m in methods:
+    cells = [metrics.format_mean_std(table[m][a]["mean"], table[m][a]["std"])
+             if a in table[m] else "-" for a in cols]
+    lines.append(f"| {m} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)

@@ -1,0 +1,353 @@
+"""StructNet networks (paper section 3, Figure 1) as Flax modules.
+
+The modules are applied functionally: ``variables = model.init(...)`` once, then
+``model.apply(variables, ..., method=...)`` inside pure, jitted functions.
+
+Network (defaults from the paper; every size comes from the config):
+
+  image x [B, 112, 112, 3] float32 in [0, 1]
+    conv1 9x9x32 -> maxpool 2 -> ReLU
+    conv2 5x5x64 -> maxpool 2 -> ReLU            = conv2(x)  (middle features)
+    conv3 5x5x64 -> maxpool 2 -> linear          = conv3(x)  (top features)
+  h1 = ReLU(W1 flat(conv2(x)) + b1)   [B, 1024]  (dropout in training)
+  h2 = ReLU(W2 flat(conv3(x)) + b2)   [B, 1024]  (dropout in training)
+  h3 = ReLU(W3 [h1; h2] + b3)         [B, 1024]
+  f_I(x) = h4 = ReLU(W4 h3 + b4)      [B, D]     image embedding (Eq. 2)
+  f_P(x) = tanh(W7 h3 + b7)           [B, 51]    auxiliary pose head (Eq. 10)
+  pose y [N, 17, 3] mm
+  f_J(y) = h6(h5(y_normalised))       [N, D]     pose embedding (Eq. 3)
+  f_S(x, y) = <f_I(x), f_J(y)>                    score (Eq. 4)
+
+Pose normalisation happens inside the network and is inverted on output: every
+public method takes and returns root-relative poses in millimetres
+``[..., 17, 3]``. A pose enters the network as ``(y - mean) / scale`` flattened
+to 51 numbers, where ``mean [17, 3]`` and ``scale []`` (mm) live in the
+non-trained variable collection ``"pose_stats"`` (see ``pose_stats_from``);
+``scale`` is chosen so that the training poses lie inside the tanh range of the
+auxiliary head, which predicts the normalised pose.
+
+Pose-embedding variants (paper Table 3), ``config.pose_embedding``:
+  "two_layer"         f_J = h6(h5(y))                 (the paper's choice)
+  "one_layer"         f_J = h5(y)
+  "one_layer_random"  f_J = h5(y) with fixed random W5, b5 (collection "fixed")
+  "raw"               f_J = y (51 numbers); the image embedding is then 51-d
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from structnet_jax import poses as poses_lib
+
+POSE_EMBEDDINGS = ("two_layer", "one_layer", "one_layer_random", "raw")
+CONV_IMPLS = ("xla", "im2col")
+POSE_DIM = poses_lib.NUM_JOINTS * 3
+
+Array = jax.Array
+
+
+def pose_stats_from(poses_mm, headroom: float = 0.9) -> dict[str, np.ndarray]:
+  """Normalisation statistics of a pose set, for the ``"pose_stats"`` collection.
+
+  Args:
+    poses_mm: ``[N, 17, 3]`` root-relative poses in millimetres.
+    headroom: the largest normalised coordinate of the set, in (0, 1), so that
+      the tanh pose head can reach every training pose.
+
+  Returns:
+    ``{"mean": [17, 3] mm, "scale": [] mm}`` as float32 numpy arrays.
+  """
+  arr = poses_lib.check_poses(poses_mm, "pose set").astype(np.float64)
+  if arr.ndim != 3 or arr.shape[0] == 0:
+    raise ValueError(
+        f"pose set must be a non-empty [N, 17, 3] array, got shape {arr.shape}.")
+  mean = arr.mean(axis=0)
+  scale = float(np.abs(arr - mean).max()) / headroom
+  scale = max(scale, 1.0)
+  return {"mean": mean.astype(np.float32), "scale": np.float32(scale)}
+
+
+def _max_pool(x: Array) -> Array:
+  return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+
+
+class Conv2D(nn.Module):
+  """A 2-D convolution, stride 1, with a choice of lowering.
+
+  ``impl="xla"`` uses ``lax.conv_general_dilated``; ``impl="im2col"`` gathers
+  the patches (``lax.conv_general_dilated_patches``) and multiplies them with
+  the kernel in one matrix product, which XLA's CPU backend runs much faster
+  for these shapes (see benchmarks/bench_core.py). Both compute the same
+  function with the same parameters ``kernel [k, k, C_in, C_out]``, ``bias``.
+  """
+  features: int
+  kernel_size: int
+  padding: str = "VALID"
+  impl: str = "im2col"
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    k = self.kernel_size
+    c_in = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (k, k, c_in, self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                      jnp.float32)
+    if self.impl == "xla":
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=(1, 1), padding=self.padding,
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    elif self.impl == "im2col":
+      patches = jax.lax.conv_general_dilated_patches(
+          x, filter_shape=(k, k), window_strides=(1, 1), padding=self.padding,
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      # Patch features are ordered (C_in, kh, kw).
+      w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in * k * k,
+                                                       self.features)
+      y = jnp.einsum("bhwp,pf->bhwf", patches, w)
+    else:
+      raise ValueError(f"unknown conv impl {self.impl!r}; use one of {CONV_IMPLS}.")
+    return y + bias
+
+
+class ConvTrunk(nn.Module):
+  """Three conv + 2x2 max-pool blocks; ReLU after the first two, linear after the third.
+
+  Returns the middle and top feature maps ``conv2 [B, H2, W2, C2]`` and
+  ``conv3 [B, H3, W3, C3]``.
+  """
+  features: Sequence[int] = (32, 64, 64)
+  kernel_sizes: Sequence[int] = (9, 5, 5)
+  padding: str = "VALID"
+  impl: str = "im2col"
+
+  @nn.compact
+  def __call__(self, images: Array) -> tuple[Array, Array]:
+    x = images
+    maps = []
+    for i, (f, k) in enumerate(zip(self.features, self.kernel_sizes)):
+      if self.padding == "VALID" and min(x.shape[1:3]) < k + 1:
+        raise ValueError(
+            f"the {images.shape[1]}x{images.shape[2]} input is too small for "
+            f"conv{i + 1} ({k}x{k}, VALID, then 2x2 pooling): its input is "
+            f"{x.shape[1]}x{x.shape[2]}. Use a larger config.model.image_size "
+            "or smaller kernels.")
+      x = Conv2D(f, k, padding=self.padding, impl=self.impl, name=f"conv{i + 1}")(x)
+      x = _max_pool(x)
+      if i < len(self.features) - 1:
+        x = nn.relu(x)
+      maps.append(x)
+    return maps[-2], maps[-1]
+
+
+class FixedDense(nn.Module):
+  """A dense layer whose random weights are drawn once and never trained.
+
+  The weights live in the ``"fixed"`` collection, so optimisers and weight
+  decay (which act on ``"params"``) never see them.
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    fan_in = x.shape[-1]
+    kernel = self.variable(
+        "fixed", "kernel",
+        lambda: nn.initializers.lecun_normal()(self.make_rng("params"),
+                                               (fan_in, self.features)))
+    bias = self.variable("fixed", "bias",
+                         lambda: jnp.zeros((self.features,), jnp.float32))
+    return x @ kernel.value + bias.value
+
+
+class PoseEmbedding(nn.Module):
+  """f_J: normalised pose ``[N, 51]`` -> pose embedding ``[N, D]``."""
+  kind: str = "two_layer"
+  hidden: int = 1024
+  embed_dim: int = 1024
+
+  @nn.compact
+  def __call__(self, y: Array) -> Array:
+    if self.kind == "raw":
+      return y
+    if self.kind == "one_layer_random":
+      return nn.relu(FixedDense(self.embed_dim, name="h5")(y))
+    if self.kind == "one_layer":
+      return nn.relu(nn.Dense(self.embed_dim, name="h5")(y))
+    if self.kind == "two_layer":
+      h5 = nn.relu(nn.Dense(self.hidden, name="h5")(y))
+      return nn.relu(nn.Dense(self.embed_dim, name="h6")(h5))
+    raise ValueError(
+        f"unknown pose embedding {self.kind!r}; use one of {POSE_EMBEDDINGS}.")
+
+
+class StructNet(nn.Module):
+  """The StructNet score network with its auxiliary pose head.
+
+  Attributes mirror ``config.model`` (see ``from_config``).
+  """
+  conv_features: Sequence[int] = (32, 64, 64)
+  conv_kernel_sizes: Sequence[int] = (9, 5, 5)
+  conv_padding: str = "VALID"
+  conv_impl: str = "im2col"
+  h1_width: int = 1024
+  h2_width: int = 1024
+  h3_width: int = 1024
+  embed_dim: int = 1024
+  pose_hidden: int = 1024
+  pose_embedding: str = "two_layer"
+  dropout_rate: float = 0.75
+
+  @classmethod
+  def from_config(cls, model_config) -> "StructNet":
+    """Builds the network from a ``config.model`` ConfigDict (or mapping)."""
+    c = dict(model_config)
+    if c.get("pose_embedding", "two_layer") not in POSE_EMBEDDINGS:
+      raise ValueError(
+          f"config.model.pose_embedding={c['pose_embedding']!r} is unknown; "
+          f"use one of {POSE_EMBEDDINGS}.")
+    if c.get("conv_impl", "im2col") not in CONV_IMPLS:
+      raise ValueError(f"config.model.conv_impl={c['conv_impl']!r} is unknown; "
+                       f"use one of {CONV_IMPLS}.")
+    fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
+    unknown = set(c) - fields - {"image_size"}
+    if unknown:
+      raise ValueError(f"unknown config.model field(s) {sorted(unknown)}; "
+                       f"known fields: {sorted(fields | {'image_size'})}.")
+    c.pop("image_size", None)
+    for key in ("conv_features", "conv_kernel_sizes"):
+      if key in c:
+        c[key] = tuple(c[key])
+    return cls(**c)
+
+  @property
+  def image_embed_dim(self) -> int:
+    return POSE_DIM if self.pose_embedding == "raw" else self.embed_dim
+
+  def setup(self):
+    if len(self.conv_features) != len(self.conv_kernel_sizes) or len(
+        self.conv_features) < 2:
+      raise ValueError(
+          "config.model.conv_features and conv_kernel_sizes must have the same "
+          "length (>= 2: the middle and top maps feed h1 and h2).")
+    self.trunk = ConvTrunk(self.conv_features, self.conv_kernel_sizes,
+                           self.conv_padding, self.conv_impl)
+    self.h1 = nn.Dense(self.h1_width)
+    self.h2 = nn.Dense(self.h2_width)
+    self.h3 = nn.Dense(self.h3_width)
+    self.h4 = nn.Dense(self.image_embed_dim)
+    self.head = nn.Dense(POSE_DIM)  # W7, b7
+    self.pose_embed = PoseEmbedding(self.pose_embedding, self.pose_hidden,
+                                    self.embed_dim)
+    self.dropout = nn.Dropout(self.dropout_rate)
+    self.pose_mean = self.variable(
+        "pose_stats", "mean",
+        lambda: jnp.zeros((poses_lib.NUM_JOINTS, 3), jnp.float32))
+    self.pose_scale = self.variable("pose_stats", "scale",
+                                    lambda: jnp.array(1000.0, jnp.float32))
+
+  # --- pose normalisation -------------------------------------------------
+  def normalise_pose(self, poses_mm: Array) -> Array:
+    """``[..., 17, 3]`` mm -> ``[..., 51]`` normalised network input."""
+    y = (poses_mm - self.pose_mean.value) / self.pose_scale.value
+    return y.reshape(*y.shape[:-2], POSE_DIM)
+
+  def denormalise_pose(self, y: Array) -> Array:
+    """``[..., 51]`` normalised -> ``[..., 17, 3]`` mm."""
+    y = y.reshape(*y.shape[:-1], poses_lib.NUM_JOINTS, 3)
+    return y * self.pose_scale.value + self.pose_mean.value
+
+  # --- image side ---------------------------------------------------------
+  def features(self, images: Array) -> tuple[Array, Array]:
+    """Conv trunk: images ``[B, H, W, 3]`` -> flattened (conv2 ``[B, F2]``, conv3 ``[B, F3]``)."""
+    c2, c3 = self.trunk(images)
+    return c2.reshape(c2.shape[0], -1), c3.reshape(c3.shape[0], -1)
+
+  def hidden(self, c2: Array, c3: Array, train: bool = False) -> Array:
+    """h3 ``[B, h3_width]`` from flattened conv features (dropout on h1, h2 in training)."""
+    h1 = self.dropout(nn.relu(self.h1(c2)), deterministic=not train)
+    h2 = self.dropout(nn.relu(self.h2(c3)), deterministic=not train)
+    return nn.relu(self.h3(jnp.concatenate([h1, h2], axis=-1)))
+
+  def embed_hidden(self, h3: Array) -> Array:
+    """f_I from h3: ``[B, h3_width]`` -> ``[B, D]``."""
+    return nn.relu(self.h4(h3))
+
+  def predict_hidden(self, h3: Array) -> Array:
+    """f_P from h3: ``[B, h3_width]`` -> normalised pose ``[B, 51]`` in (-1, 1)."""
+    return jnp.tanh(self.head(h3))
+
+  def embed_image(self, images: Array, train: bool = False) -> Array:
+    """f_I(x): images ``[B, H, W, 3]`` -> image embeddings ``[B, D]``."""
+    return self.embed_hidden(self.hidden(*self.features(images), train=train))
+
+  def predict_pose(self, images: Array, train: bool = False) -> Array:
+    """StructNet-Pred: images ``[B, H, W, 3]`` -> poses ``[B, 17, 3]`` mm."""
+    h3 = self.hidden(*self.features(images), train=train)
+    return self.denormalise_pose(self.predict_hidden(h3))
+
+  # --- pose side ----------------------------------------------------------
+  def embed_pose(self, poses_mm: Array) -> Array:
+    """f_J(y): poses ``[N, 17, 3]`` mm -> pose embeddings ``[N, D]``."""
+    return self.pose_embed(self.normalise_pose(poses_mm))
+
+  def __call__(self, images: Array, poses_mm: Array, train: bool = False):
+    """Scores of matching pairs and the pose head (used for ``init``).
+
+    Returns ``(scores [B], predicted poses [B, 17, 3] mm)`` for images
+    ``[B, H, W, 3]`` and poses ``[B, 17, 3]`` mm.
+    """
+    h3 = self.hidden(*self.features(images), train=train)
+    scores = jnp.sum(self.embed_hidden(h3) * self.embed_pose(poses_mm), axis=-1)
+    return scores, self.denormalise_pose(self.predict_hidden(h3))
+
+
+def init_variables(model: StructNet, key: Array, image_size: int,
+                   pose_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Initialises all variable collections of ``model``.
+
+  Args:
+    model: the network.
+    key: PRNG key.
+    image_size: side of the square network input (112 in the paper).
+    pose_stats: ``pose_stats_from(training poses)``; defaults to mean 0 and
+      scale 1000 mm.
+
+  Returns:
+    ``{"params": ..., "pose_stats": {"mean", "scale"}, ["fixed": ...]}``.
+  """
+  images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  poses = jnp.zeros((1, poses_lib.NUM_JOINTS, 3), jnp.float32)
+  variables = jax.jit(model.init, static_argnames="train")(
+      {"params": key}, images, poses, train=False)
+  variables = jax.tree_util.tree_map(lambda x: x, dict(variables))
+  if pose_stats is not None:
+    variables["pose_stats"] = {
+        "mean": jnp.asarray(pose_stats["mean"], jnp.float32),
+        "scale": jnp.asarray(pose_stats["scale"], jnp.float32),
+    }
+  return variables
+
+
+def is_trunk_path(path: tuple[str, ...]) -> bool:
+  """Whether a parameter path (tuple of keys) belongs to the conv trunk."""
+  return len(path) > 0 and path[0] == "trunk"
+
+
+def weight_l2(params) -> Array:
+  """Sum of squared Frobenius norms of the fully-connected weight matrices.
+
+  Eq. 12's ``sum_j ||W_j||_F^2`` over W1..W7 (kernels of h1..h6 and the pose
+  head); biases and the conv trunk are not included.
+  """
+  total = jnp.zeros((), jnp.float32)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    keys = tuple(getattr(p, "key", str(p)) for p in path)
+    if keys[-1] == "kernel" and not is_trunk_path(keys):
+      total = total + jnp.sum(jnp.square(leaf))
+  return total

@@ -1,0 +1,334 @@
+"""Training: pose-regression pre-training and max-margin training (Algorithm 1).
+
+Everything is a pure function of an explicit ``TrainState`` and a batch
+``{"image": [B, H, W, 3] float32, "pose": [B, 17, 3] mm}``:
+
+  state = init_train_state(model, config, key, pose_space)      # stage 1
+  step = jit_step(make_pretrain_step(model, config), mesh)
+  state, metrics = step(state, batch)
+  state = start_max_margin(model, config, state, key)            # stage 2
+  step = jit_step(make_max_margin_step(model, config), mesh, pose_space=True)
+  state, metrics = step(state, batch, pose_space)
+
+Stage 1 (section 5.3): the conv trunk, h1-h3 and the tanh pose head learn to
+regress the pose (Eq. 11), initialising the conv layers.
+
+Stage 2 (Algorithm 1): for each mini-batch, draw the candidate set Y_B (C
+uniform training poses and the K most frequently violated so far), find each
+example's most-violated pose (Eq. 7) with the current network, then take one
+line-searched gradient step (no momentum) on the cost of Eq. 12 over the
+extended data (x, y, y_hat). The conv layers stay fixed (``freeze_trunk``), so
+their features are computed once per batch and only the fully-connected layers
+are trained and line-searched.
+
+The working set V is the ``violation_counts [N] int32`` over the pose space.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from structnet_jax import line_search
+from structnet_jax import losses
+from structnet_jax import models
+from structnet_jax import sharding as sharding_lib
+from structnet_jax import working_set
+
+Array = jax.Array
+PRETRAIN_LAYERS = ("trunk", "h1", "h2", "h3", "head")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training run carries between steps (and checkpoints).
+
+  Attributes:
+    step: ``[] int32`` steps taken in the current stage.
+    params: trainable Flax parameters (``"params"`` collection).
+    constants: non-trained collections (``pose_stats``, ``fixed``).
+    opt_state: the optimiser's state.
+    violation_counts: ``[N] int32``, the working set V over the pose space.
+    key: ``[2] uint32`` PRNG key, split every step.
+  """
+  step: Array
+  params: Any
+  constants: Any
+  opt_state: Any
+  violation_counts: Array
+  key: Array
+
+  def variables(self) -> dict[str, Any]:
+    return {"params": self.params, **self.constants}
+
+
+def split_variables(variables: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+  """``{"params": p, **rest}`` -> ``(p, rest)``."""
+  rest = {k: v for k, v in variables.items() if k != "params"}
+  return variables["params"], rest
+
+
+# ---------------------------------------------------------------------------
+# Optimisers
+
+
+def make_line_search(config) -> optax.GradientTransformationExtraArgs:
+  ls = config.line_search
+  return line_search.line_search_sgd(
+      min_step=ls.min_step, max_step=ls.max_step, num_coarse=ls.num_coarse,
+      num_fine=ls.num_fine, trial_batch_size=ls.trial_batch_size or None)
+
+
+def make_optimizer(config, stage: str) -> optax.GradientTransformationExtraArgs:
+  """The optimiser of ``stage`` ("stage1" or "stage2") from its config section.
+
+  ``optimizer = "line_search"`` is the paper's no-momentum line search (the
+  stage-2 default); "adam" and "momentum" use ``learning_rate``/``momentum``.
+  """
+  section = config[stage]
+  if section.optimizer == "line_search":
+    return make_line_search(config)
+  if section.optimizer == "adam":
+    tx = optax.adam(section.learning_rate)
+  elif section.optimizer == "momentum":
+    tx = optax.sgd(section.learning_rate, momentum=section.momentum)
+  else:
+    raise ValueError(
+        f"config.{stage}.optimizer={section.optimizer!r} is unknown; use "
+        "line_search, adam or momentum.")
+  return optax.with_extra_args_support(tx)
+
+
+def _line_search_metrics(opt_state) -> dict[str, Array]:
+  """The chosen step size and the cost it reached, when the line search is used."""
+  if isinstance(opt_state, line_search.LineSearchState):
+    return {"step_size": opt_state.step_size, "cost_after": opt_state.value}
+  return {}
+
+
+def _trainable(params, freeze_trunk: bool):
+  if not freeze_trunk:
+    return params
+  return {k: v for k, v in params.items() if k != "trunk"}
+
+
+def _merge(params, trainable):
+  return {**params, **trainable}
+
+
+# ---------------------------------------------------------------------------
+# States
+
+
+def init_train_state(model: models.StructNet, config, key: Array,
+                     pose_space) -> TrainState:
+  """A fresh stage-1 state.
+
+  Args:
+    model: the network.
+    config: the run config.
+    key: PRNG key (initialisation and the training stream).
+    pose_space: ``[N, 17, 3]`` mm training poses (normalisation statistics and
+      the size of the working set).
+  """
+  init_key, train_key = jax.random.split(key)
+  stats = models.pose_stats_from(pose_space)
+  variables = models.init_variables(model, init_key, config.model.image_size,
+                                    stats)
+  params, constants = split_variables(variables)
+  tx = make_optimizer(config, "stage1")
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, constants=constants,
+      opt_state=tx.init(params),
+      violation_counts=working_set.init_counts(len(pose_space)),
+      key=train_key)
+
+
+def start_max_margin(model: models.StructNet, config, pretrained: TrainState,
+                     key: Array) -> TrainState:
+  """The stage-2 state: the pre-trained trunk, fresh FC layers (if configured),
+  a new line-search state, an empty working set and step 0."""
+  params = pretrained.params
+  if config.stage2.reinit_fc:
+    fresh = models.init_variables(model, key, config.model.image_size)
+    params = {**fresh["params"], "trunk": params["trunk"]}
+  tx = make_optimizer(config, "stage2")
+  trainable = _trainable(params, config.stage2.freeze_trunk)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      constants=pretrained.constants, opt_state=tx.init(trainable),
+      violation_counts=jnp.zeros_like(pretrained.violation_counts),
+      key=jax.random.fold_in(key, 1))
+
+
+# ---------------------------------------------------------------------------
+# Costs
+
+
+def pose_cost(model: models.StructNet, params, constants, c2: Array, c3: Array,
+              poses: Array, dropout_key: Array) -> Array:
+  """Mean Eq. 11 over the batch (the auxiliary pose-prediction cost)."""
+  variables = {"params": params, **constants}
+  h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
+                   rngs={"dropout": dropout_key})
+  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
+  return jnp.mean(losses.pose_regression_loss(pred, target))
+
+
+def max_margin_cost(model: models.StructNet, config, params, constants,
+                    c2: Array, c3: Array, poses: Array, violated: Array,
+                    margin_violated: Array, dropout_key: Array):
+  """Eq. 12 on the extended data (x, y, y_hat), with y_hat held fixed.
+
+  Args:
+    c2, c3: flattened conv features ``[B, F2]``, ``[B, F3]`` of the images.
+    poses: ground truth ``[B, 17, 3]`` mm.
+    violated: most-violated poses ``[B, 17, 3]`` mm.
+    margin_violated: ``[B]`` Delta(y_hat, y).
+    dropout_key: the batch's dropout key (the same masks in every evaluation).
+
+  Returns:
+    ``(cost [], aux)`` with the three terms in ``aux`` and the per-example
+    margin losses ``aux["margin_losses"] [B]``.
+  """
+  variables = {"params": params, **constants}
+  h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
+                   rngs={"dropout": dropout_key})
+  f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
+  f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
+  f_hat = model.apply(variables, violated, method=models.StructNet.embed_pose)
+  l_m = losses.max_margin_loss(jnp.sum(f_img * f_true, -1),
+                               jnp.sum(f_img * f_hat, -1), margin_violated)
+  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
+  l_p = losses.pose_regression_loss(pred, target)
+  reg = models.weight_l2(params)
+  cost = (jnp.mean(l_m) + config.loss.pose_weight * jnp.mean(l_p) +
+          config.loss.weight_decay * reg)
+  return cost, {"margin_loss": jnp.mean(l_m), "pose_loss": jnp.mean(l_p),
+                "weight_l2": reg, "margin_losses": l_m}
+
+
+def _features(model, params, constants, images):
+  return model.apply({"params": params, **constants}, images,
+                     method=models.StructNet.features)
+
+
+# ---------------------------------------------------------------------------
+# Steps
+
+
+def make_pretrain_step(model: models.StructNet, config) -> Callable:
+  """Stage 1: ``step(state, batch) -> (state, metrics)`` on the cost
+  ``mean(Eq. 11) + alpha * sum ||W||^2`` over the regression path."""
+  tx = make_optimizer(config, "stage1")
+  alpha = config.loss.weight_decay
+
+  def step(state: TrainState, batch):
+    key, dropout_key = jax.random.split(state.key)
+    images, poses = batch["image"], batch["pose"]
+
+    def cost(params):
+      c2, c3 = _features(model, params, state.constants, images)
+      used = {k: params[k] for k in PRETRAIN_LAYERS}
+      return (pose_cost(model, params, state.constants, c2, c3, poses,
+                        dropout_key) + alpha * models.weight_l2(used))
+
+    value, grads = jax.value_and_grad(cost)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                   value=value, grad=grads, value_fn=cost)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"cost": value, "grad_norm": optax.tree.norm(grads),
+               **_line_search_metrics(opt_state)}
+    return state.replace(step=state.step + 1, params=params,
+                         opt_state=opt_state, key=key), metrics
+
+  return step
+
+
+def make_max_margin_step(model: models.StructNet, config) -> Callable:
+  """Stage 2 (Algorithm 1): ``step(state, batch, pose_space) -> (state, metrics)``.
+
+  ``pose_space`` is the ``[N, 17, 3]`` mm pose space Y (replicated).
+  """
+  tx = make_optimizer(config, "stage2")
+  s2 = config.stage2
+  unit = config.loss.margin_unit_mm
+
+  def step(state: TrainState, batch, pose_space):
+    key, dropout_key, cand_key = jax.random.split(state.key, 3)
+    images, poses = batch["image"], batch["pose"]
+    params = state.params
+    trainable = _trainable(params, s2.freeze_trunk)
+
+    # Candidate set Y_B and the most-violated pose of each example (Eq. 7),
+    # with the current network and this step's dropout masks.
+    cand_idx = working_set.candidate_indices(cand_key, state.violation_counts,
+                                             s2.num_candidates, s2.num_frequent)
+    candidates = pose_space[cand_idx]
+    c2, c3 = _features(model, params, state.constants, images)
+    if s2.freeze_trunk:
+      c2, c3 = jax.lax.stop_gradient(c2), jax.lax.stop_gradient(c3)
+    variables = state.variables()
+    h3 = model.apply(variables, c2, c3, train=True,
+                     method=models.StructNet.hidden, rngs={"dropout": dropout_key})
+    f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
+    f_cand = model.apply(variables, candidates,
+                         method=models.StructNet.embed_pose)
+    margin = losses.margins(poses, candidates, unit)
+    hat = losses.most_violated(f_img @ f_cand.T, margin)
+    violated = candidates[hat]
+    margin_violated = jnp.take_along_axis(margin, hat[:, None], axis=1)[:, 0]
+
+    def cost_and_aux(trainable_params):
+      full = _merge(params, trainable_params)
+      if s2.freeze_trunk:
+        f2, f3 = c2, c3
+      else:
+        f2, f3 = _features(model, full, state.constants, images)
+      return max_margin_cost(model, config, full, state.constants, f2, f3,
+                             poses, violated, margin_violated, dropout_key)
+
+    def cost(trainable_params):
+      return cost_and_aux(trainable_params)[0]
+
+    (value, aux), grads = jax.value_and_grad(cost_and_aux, has_aux=True)(
+        trainable)
+    updates, opt_state = tx.update(grads, state.opt_state, trainable,
+                                   value=value, grad=grads, value_fn=cost)
+    trainable = optax.apply_updates(trainable, updates)
+    counts = working_set.record_violations(state.violation_counts,
+                                           cand_idx[hat])
+    metrics = {
+        "cost": value,
+        "grad_norm": optax.tree.norm(grads),
+        "violated_fraction": jnp.mean(aux.pop("margin_losses") > 0),
+        "margin_violated_mm": jnp.mean(margin_violated) * unit,
+        **aux,
+    }
+    metrics.update(_line_search_metrics(opt_state))
+    new_state = state.replace(step=state.step + 1,
+                              params=_merge(params, trainable),
+                              opt_state=opt_state, violation_counts=counts,
+                              key=key)
+    return new_state, metrics
+
+  return step
+
+
+def jit_step(step_fn: Callable, mesh, *, with_pose_space: bool = False):
+  """Jits a step for a mesh: state replicated, batch sharded over ``data``.
+
+  The returned function takes ``(state, batch[, pose_space])``; the state is
+  donated.
+  """
+  repl = sharding_lib.replicated(mesh)
+  data = sharding_lib.data_sharding(mesh)
+  in_shardings = (repl, data) + ((repl,) if with_pose_space else ())
+  return jax.jit(step_fn, in_shardings=in_shardings,
+                 out_shardings=(repl, repl), donate_argnums=(0,))

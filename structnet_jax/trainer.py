@@ -1,0 +1,181 @@
+"""The training loop: both stages, checkpointed and resumable.
+
+The loop does not know where batches come from: it takes ``batch_fn(step) ->
+{"image": [B, S, S, 3] float32, "pose": [B, 17, 3] mm}``, which must be a pure
+function of the step (generated on device, or a seeded pipeline), so that a
+run resumed from its latest checkpoint takes exactly the steps an
+uninterrupted run would have taken.
+
+Layout of a workdir:
+  <workdir>/stage1/   orbax checkpoints of the pre-training state
+  <workdir>/stage2/   orbax checkpoints of the max-margin state
+  <workdir>/metrics.jsonl   one JSON line per logged step
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import numpy as np
+
+from structnet_jax import checkpoints
+from structnet_jax import models
+from structnet_jax import sharding as sharding_lib
+from structnet_jax import train
+
+BatchFn = Callable[[int], dict[str, Any]]
+
+
+class MetricWriter:
+  """Appends logged metrics to ``<workdir>/metrics.jsonl`` and the absl log.
+
+  ``extra_writers`` receive ``(stage, step, metrics)`` too (e.g. TensorBoard).
+  """
+
+  def __init__(self, workdir: str, extra_writers=()):
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.extra_writers = tuple(extra_writers)
+
+  def write(self, stage: str, step: int, metrics: dict[str, float]) -> None:
+    record = {"stage": stage, "step": int(step),
+              **{k: float(v) for k, v in metrics.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for w in self.extra_writers:
+      w(stage, step, metrics)
+
+
+def _format(stage, step, total, metrics, rate, eta):
+  keys = [k for k in ("cost", "margin_loss", "pose_loss", "step_size",
+                      "violated_fraction") if k in metrics]
+  body = " ".join(f"{k}={metrics[k]:.4g}" for k in keys)
+  return (f"[{stage}] step {step}/{total} {body} {rate:.1f} img/s "
+          f"ETA {eta / 60:.1f} min")
+
+
+def run_stage(stage: str, state: train.TrainState, step_fn: Callable,
+              batch_fn: BatchFn, num_steps: int, batch_size: int, mesh,
+              ckpt_dir: str, *, checkpoint_every: int, log_every: int,
+              writer: MetricWriter | None = None, extra_args: tuple = (),
+              stop_after: int | None = None) -> train.TrainState:
+  """Runs ``step_fn`` from ``state.step`` to ``num_steps``, checkpointing.
+
+  Resumes from the latest checkpoint in ``ckpt_dir`` when there is one.
+  ``stop_after`` (steps, for tests and preemption drills) ends the call early
+  after saving a checkpoint.
+  """
+  mngr = checkpoints.manager(ckpt_dir)
+  state = sharding_lib.replicate(state, mesh)
+  if mngr.latest_step() is not None:
+    state = checkpoints.restore(mngr, state)
+    logging.info("[%s] resumed from step %d (%s)", stage, int(state.step),
+                 ckpt_dir)
+  start = int(state.step)
+  last_logged = time.time()
+  logged_step = start
+  for step in range(start, num_steps):
+    batch = sharding_lib.shard_batch(batch_fn(step), mesh)
+    state, metrics = step_fn(state, batch, *extra_args)
+    done = step + 1
+    if done % log_every == 0 or done == num_steps:
+      metrics = jax.device_get(metrics)
+      now = time.time()
+      rate = (done - logged_step) * batch_size / max(now - last_logged, 1e-9)
+      eta = (num_steps - done) * batch_size / max(rate, 1e-9)
+      logging.info(_format(stage, done, num_steps, metrics, rate, eta))
+      if writer is not None:
+        writer.write(stage, done, {**metrics, "images_per_second": rate})
+      last_logged, logged_step = now, done
+      if not all(np.isfinite(v) for v in metrics.values()):
+        checkpoints.save(mngr, done, state)
+        raise FloatingPointError(
+            f"[{stage}] non-finite metrics at step {done}: {metrics}. The "
+            f"state is saved in {ckpt_dir}; lower the learning rate or check "
+            "the data.")
+    if done % checkpoint_every == 0 or done == num_steps:
+      checkpoints.save(mngr, done, state)
+    if stop_after is not None and done - start >= stop_after:
+      checkpoints.save(mngr, done, state)
+      break
+  mngr.close()
+  return state
+
+
+def train_both_stages(model: models.StructNet, config, workdir: str,
+                      batch_fn: BatchFn, pose_space: np.ndarray, mesh=None,
+                      writer: MetricWriter | None = None,
+                      stop_after: int | None = None) -> train.TrainState:
+  """Stage 1 then stage 2 (section 5.3), each resumable; returns the final state.
+
+  Args:
+    model: the network.
+    config: the run config (see experiments/configs/default.py).
+    workdir: where checkpoints and metrics go.
+    batch_fn: ``step -> batch`` (see module docstring); stage 2 calls it with
+      ``step + stage1.num_steps`` so the two stages see different batches.
+    pose_space: ``[N, 17, 3]`` mm, the pose space Y.
+    mesh: device mesh (default: all devices on one ``data`` axis).
+    stop_after: stop (with a checkpoint) after this many steps in this call.
+  """
+  mesh = sharding_lib.make_mesh() if mesh is None else mesh
+  sharding_lib.check_batch_size(config.train.batch_size, mesh)
+  writer = writer or MetricWriter(workdir)
+  key = jax.random.PRNGKey(config.seed)
+  init_key, stage2_key = jax.random.split(key)
+  n1, n2 = config.stage1.num_steps, config.stage2.num_steps
+  common = dict(batch_size=config.train.batch_size, mesh=mesh,
+                checkpoint_every=config.train.checkpoint_every,
+                log_every=config.train.log_every, writer=writer)
+
+  state = train.init_train_state(model, config, init_key, pose_space)
+  stage2_dir = os.path.join(workdir, "stage2")
+  stage2_started = checkpoints.manager(stage2_dir).latest_step() is not None
+  budget = stop_after
+  if n1 > 0 and not stage2_started:
+    step1 = train.jit_step(train.make_pretrain_step(model, config), mesh)
+    before = int(_latest(os.path.join(workdir, "stage1")) or 0)
+    state = run_stage("stage1", state, step1, batch_fn, n1,
+                      ckpt_dir=os.path.join(workdir, "stage1"),
+                      stop_after=budget, **common)
+    if budget is not None:
+      budget -= int(state.step) - before
+      if budget <= 0:
+        return state
+  state = train.start_max_margin(model, config, jax.device_get(state),
+                                 stage2_key)
+  pose_space_dev = sharding_lib.replicate(np.asarray(pose_space, np.float32),
+                                          mesh)
+  step2 = train.jit_step(train.make_max_margin_step(model, config), mesh,
+                         with_pose_space=True)
+  return run_stage("stage2", state, step2, lambda s: batch_fn(s + n1), n2,
+                   ckpt_dir=stage2_dir, extra_args=(pose_space_dev,),
+                   stop_after=budget, **common)
+
+
+def _latest(directory: str) -> int | None:
+  if not os.path.isdir(directory):
+    return None
+  return checkpoints.manager(directory).latest_step()
+
+
+def load_final_variables(model: models.StructNet, config, workdir: str,
+                         pose_space: np.ndarray) -> dict[str, Any]:
+  """The variables of the last stage-2 checkpoint in ``workdir``."""
+  key = jax.random.PRNGKey(config.seed)
+  init_key, stage2_key = jax.random.split(key)
+  like = train.start_max_margin(
+      model, config, train.init_train_state(model, config, init_key,
+                                            pose_space), stage2_key)
+  directory = os.path.join(workdir, "stage2")
+  if _latest(directory) is None:
+    raise FileNotFoundError(
+        f"no trained model in {workdir} (no checkpoint under {directory}); "
+        "train first (mode=train) or point --workdir at a trained run.")
+  state = checkpoints.restore(checkpoints.manager(directory), like)
+  return state.variables()

@@ -1,0 +1,160 @@
+"""Training: end-to-end learning, multi-device equivalence, resumption, config errors."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from data_pipelines import blobs
+from experiments.configs import default as default_config
+from experiments.configs import tiny as tiny_config
+from structnet_jax import config_utils
+from structnet_jax import evaluate
+from structnet_jax import models
+from structnet_jax import sharding
+from structnet_jax import train
+from structnet_jax import trainer
+
+
+def _micro_config(**overrides):
+  c = tiny_config.get_config()
+  c.model.conv_features = (4, 8, 8)
+  c.model.h1_width = c.model.h2_width = c.model.h3_width = 32
+  c.model.embed_dim = c.model.pose_hidden = 16
+  c.train.batch_size = 16
+  c.stage2.num_candidates = 50
+  c.line_search.num_coarse = 10
+  c.line_search.num_fine = 6
+  for k, v in overrides.items():
+    section, name = k.split(".")
+    c[section][name] = v
+  return c
+
+
+def _source(config, n=200):
+  return blobs.BlobSource.create(num_train=n, num_test=64,
+                                 image_size=config.data.image_size,
+                                 crop=config.model.image_size, seed=0)
+
+
+def _run(config, mesh, source, steps1, steps2):
+  model = models.StructNet.from_config(config.model)
+  key = jax.random.PRNGKey(0)
+  state = train.init_train_state(model, config, key, source.pose_space)
+  state = sharding.replicate(state, mesh)
+  step1 = train.jit_step(train.make_pretrain_step(model, config), mesh)
+  for s in range(steps1):
+    batch = sharding.shard_batch(source.train_batch(s, config.train.batch_size),
+                                 mesh)
+    state, _ = step1(state, batch)
+  state = train.start_max_margin(model, config, jax.device_get(state), key)
+  state = sharding.replicate(state, mesh)
+  step2 = train.jit_step(train.make_max_margin_step(model, config), mesh,
+                         with_pose_space=True)
+  space = sharding.replicate(source.pose_space, mesh)
+  history = []
+  for s in range(steps2):
+    batch = sharding.shard_batch(
+        source.train_batch(100 + s, config.train.batch_size), mesh)
+    state, m = step2(state, batch, space)
+    history.append(jax.device_get(m))
+  return jax.device_get(state), history
+
+
+def test_eight_devices_match_one_device():
+  assert jax.device_count() >= 8, "conftest.py asks XLA for 8 host devices"
+  config = _micro_config()
+  source = _source(config)
+  one, h1 = _run(config, sharding.make_mesh(jax.devices()[:1]), source, 2, 3)
+  eight, h8 = _run(config, sharding.make_mesh(jax.devices()[:8]), source, 2, 3)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+      one.params, eight.params)
+  np.testing.assert_array_equal(one.violation_counts, eight.violation_counts)
+  for a, b in zip(h1, h8):
+    np.testing.assert_allclose(a["cost"], b["cost"], rtol=1e-4)
+    np.testing.assert_allclose(a["step_size"], b["step_size"], rtol=1e-4)
+
+
+def test_max_margin_step_never_raises_the_batch_cost_and_counts_violations():
+  config = _micro_config()
+  source = _source(config)
+  _, history = _run(config, sharding.make_mesh(jax.devices()[:1]), source, 0, 6)
+  for m in history:
+    assert m["cost_after"] <= m["cost"] + 1e-6
+    assert 1e-7 <= m["step_size"] <= 1e2 or m["step_size"] == 0
+  state, _ = _run(config, sharding.make_mesh(jax.devices()[:1]), source, 0, 6)
+  assert int(state.violation_counts.sum()) == 6 * config.train.batch_size
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
+  config = _micro_config(**{"stage1.num_steps": 3, "stage2.num_steps": 3,
+                            "train.checkpoint_every": 100})
+  source = _source(config)
+  model = models.StructNet.from_config(config.model)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  fn = lambda s: source.train_batch(s, config.train.batch_size)
+  full = trainer.train_both_stages(model, config, str(tmp_path / "a"), fn,
+                                   source.pose_space, mesh)
+  # Interrupted twice: inside stage 1, and inside stage 2.
+  part = trainer.train_both_stages(model, config, str(tmp_path / "b"), fn,
+                                   source.pose_space, mesh, stop_after=2)
+  assert int(part.step) == 2
+  part = trainer.train_both_stages(model, config, str(tmp_path / "b"), fn,
+                                   source.pose_space, mesh, stop_after=2)
+  assert int(part.step) == 1  # stage 2, one step in
+  resumed = trainer.train_both_stages(model, config, str(tmp_path / "b"), fn,
+                                      source.pose_space, mesh)
+  full, resumed = jax.device_get((full, resumed))
+  assert int(resumed.step) == int(full.step) == 3
+  jax.tree_util.tree_map(np.testing.assert_array_equal, full.params,
+                         resumed.params)
+  np.testing.assert_array_equal(full.violation_counts, resumed.violation_counts)
+  np.testing.assert_array_equal(full.key, resumed.key)
+
+
+def test_tiny_run_learns_poses_from_images(tmp_path):
+  """Margin loss falls and StructNet-Max beats the mean pose by far (train set).
+
+  Uses the paper's optimiser (line search, no momentum) in stage 2.
+  """
+  config = tiny_config.get_config()
+  config.stage1.num_steps = 150
+  config.stage2.num_steps = 300
+  config.train.log_every = 25
+  source = blobs.BlobSource.create(num_train=300, num_test=100, image_size=32,
+                                   crop=32, seed=0, max_yaw=0.8,
+                                   num_deformations=3, blob_sigma=0.06)
+  model = models.StructNet.from_config(config.model)
+  writer = trainer.MetricWriter(str(tmp_path))
+  trainer.train_both_stages(
+      model, config, str(tmp_path), lambda s: source.train_batch(
+          s, config.train.batch_size), source.pose_space,
+      sharding.make_mesh(jax.devices()[:1]), writer=writer)
+  records = [json.loads(line) for line in open(writer.path)]
+  margin = [r["margin_loss"] for r in records if r["stage"] == "stage2"]
+  assert np.mean(margin[-3:]) < 0.6 * np.mean(margin[:3]), margin
+  variables = trainer.load_final_variables(model, config, str(tmp_path),
+                                           source.pose_space)
+  result = evaluate.evaluate(model, variables, source.eval_batches(100, "train"),
+                             source.pose_space, avg_sizes=(5,), top_k=5)
+  mean_pose = source.pose_space.mean(axis=0)
+  baseline = np.mean(np.linalg.norm(result["poses"] - mean_pose, axis=-1))
+  structnet_max = result["mpjpe"]["StructNet-Max"].mean()
+  assert structnet_max < 0.5 * baseline, (structnet_max, baseline)
+
+
+def test_unknown_config_field_is_named():
+  c = default_config.get_config()
+  c.unlock()
+  c.train.bach_size = 3
+  with pytest.raises(ValueError, match=r"train\.bach_size.*train\.batch_size"):
+    config_utils.check_config(c, default_config.get_config())
+  config_utils.check_config(tiny_config.get_config(), default_config.get_config())
+
+
+def test_batch_not_divisible_by_devices_is_refused():
+  mesh = sharding.make_mesh(jax.devices()[:8])
+  with pytest.raises(ValueError, match="not divisible"):
+    sharding.shard_batch({"image": np.zeros((12, 2))}, mesh)
