@@ -11,7 +11,7 @@ the per-action MPJPE table.
 
 from __future__ import annotations
 
-import json
+import logging as pylogging
 import os
 
 from absl import app
@@ -30,7 +30,18 @@ _MODE = flags.DEFINE_enum("mode", "train_and_evaluate",
                           "What to do.")
 
 
+def _quiet_library_logs() -> None:
+  """Keeps orbax's per-checkpoint INFO lines out of the progress log."""
+  class _DropOrbaxInfo(pylogging.Filter):
+
+    def filter(self, record):
+      return record.levelno > pylogging.INFO or "/orbax/" not in record.pathname
+
+  logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
 def main(argv):
+  _quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _WORKDIR.value:
@@ -51,5 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required([])
   app.run(main)

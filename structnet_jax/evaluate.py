@@ -17,11 +17,15 @@ import numpy as np
 from structnet_jax import metrics
 from structnet_jax import models
 from structnet_jax import scoring
+from structnet_jax import sharding
+
+
+MEAN_POSE = "Mean training pose"
 
 
 def method_names(avg_sizes: Sequence[int]) -> list[str]:
   return (["StructNet-Max"] + [f"StructNet-Avg({a})" for a in avg_sizes] +
-          ["StructNet-Pred"])
+          ["StructNet-Pred", MEAN_POSE])
 
 
 @jax.jit
@@ -32,8 +36,11 @@ def _errors(pred, target):
 def evaluate(model: models.StructNet, variables: dict[str, Any],
              batches: Iterable[dict[str, Any]], candidates: np.ndarray,
              avg_sizes: Sequence[int] = (20, 500, 1500), top_k: int = 10,
-             table=None) -> dict[str, Any]:
+             table=None, mesh=None) -> dict[str, Any]:
   """Scores every test example against the candidate set.
+
+  Besides StructNet-Max, -Avg(A) and -Pred, the mean training pose is
+  reported as the trivial baseline every method must beat.
 
   Args:
     model, variables: the trained network.
@@ -43,6 +50,9 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     avg_sizes: the A of StructNet-Avg(A).
     top_k: hypotheses kept per image.
     table: a precomputed ``[N, D]`` pose-embedding table (else computed here).
+    mesh: optional device mesh: each batch's images are sharded over its
+      ``data`` axis and the variables and table replicated (the batch size
+      must divide by the device count).
 
   Returns:
     ``{"actions": [M] str, "poses": [M, 17, 3], "predictions": {method: [M, 17,
@@ -55,14 +65,21 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     table = scoring.embed_candidate_poses(model, variables, candidates)
   predict = scoring.make_predictor(model, avg_sizes, top_k)
   cands = jnp.asarray(candidates)
+  if mesh is not None:
+    variables, table, cands = sharding.replicate((variables, table, cands), mesh)
+  mean_pose = candidates.mean(axis=0)
   names = method_names(avg_sizes)
   preds = {n: [] for n in names}
   keep = {"actions": [], "poses": [], "top_indices": [], "top_scores": [],
           "image_embeddings": []}
   for batch in batches:
     mask = np.asarray(batch["mask"], bool)
-    out = jax.device_get(predict(variables, batch["image"], table, cands))
+    images = batch["image"]
+    if mesh is not None:
+      images = sharding.shard_batch({"image": images}, mesh)["image"]
+    out = jax.device_get(predict(variables, images, table, cands))
     methods = {"StructNet-Max": out["max"], "StructNet-Pred": out["pred"],
+               MEAN_POSE: np.broadcast_to(mean_pose, out["max"].shape),
                **{f"StructNet-Avg({a})": out["avg"][a] for a in avg_sizes}}
     for n in names:
       preds[n].append(np.asarray(methods[n])[mask])

@@ -25,6 +25,7 @@ import numpy as np
 
 from structnet_jax import checkpoints
 from structnet_jax import models
+from structnet_jax import poses as poses_lib
 from structnet_jax import sharding as sharding_lib
 from structnet_jax import train
 
@@ -59,10 +60,28 @@ def _format(stage, step, total, metrics, rate, eta):
           f"ETA {eta / 60:.1f} min")
 
 
+def check_batch(batch: dict[str, Any], image_size: int) -> None:
+  """Host-side check of a training batch's keys, shapes and values."""
+  missing = {"image", "pose"} - set(batch)
+  if missing:
+    raise ValueError(f"a training batch needs keys 'image' and 'pose'; "
+                     f"missing {sorted(missing)} (got {sorted(batch)}).")
+  image, pose = np.shape(batch["image"]), np.shape(batch["pose"])
+  if len(image) != 4 or image[1:] != (image_size, image_size, 3):
+    raise ValueError(
+        f"batch['image'] must be [B, {image_size}, {image_size}, 3] (the "
+        f"network input, config.model.image_size={image_size}), got {image}.")
+  poses_lib.check_poses(batch["pose"], "batch['pose']")
+  if pose[0] != image[0]:
+    raise ValueError(f"batch['image'] has {image[0]} examples but "
+                     f"batch['pose'] has {pose[0]}.")
+
+
 def run_stage(stage: str, state: train.TrainState, step_fn: Callable,
               batch_fn: BatchFn, num_steps: int, batch_size: int, mesh,
               ckpt_dir: str, *, checkpoint_every: int, log_every: int,
-              writer: MetricWriter | None = None, extra_args: tuple = (),
+              image_size: int, writer: MetricWriter | None = None,
+              extra_args: tuple = (),
               stop_after: int | None = None) -> train.TrainState:
   """Runs ``step_fn`` from ``state.step`` to ``num_steps``, checkpointing.
 
@@ -80,7 +99,10 @@ def run_stage(stage: str, state: train.TrainState, step_fn: Callable,
   last_logged = time.time()
   logged_step = start
   for step in range(start, num_steps):
-    batch = sharding_lib.shard_batch(batch_fn(step), mesh)
+    host_batch = batch_fn(step)
+    if step == start:
+      check_batch(host_batch, image_size)
+    batch = sharding_lib.shard_batch(host_batch, mesh)
     state, metrics = step_fn(state, batch, *extra_args)
     done = step + 1
     if done % log_every == 0 or done == num_steps:
@@ -130,6 +152,7 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
   init_key, stage2_key = jax.random.split(key)
   n1, n2 = config.stage1.num_steps, config.stage2.num_steps
   common = dict(batch_size=config.train.batch_size, mesh=mesh,
+                image_size=config.model.image_size,
                 checkpoint_every=config.train.checkpoint_every,
                 log_every=config.train.log_every, writer=writer)
 

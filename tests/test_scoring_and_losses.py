@@ -139,3 +139,36 @@ def test_bad_candidate_sets_and_arguments_are_refused_clearly():
   with pytest.raises(ValueError, match="images must be"):
     scoring.make_predictor(model, avg_sizes=(2,))(variables, images[..., 0],
                                                   table, cands)
+
+
+def test_max_margin_cost_gradient_matches_finite_differences():
+  """jax.grad of Eq. 12 (with dropout and y_hat fixed) vs central differences."""
+  from jax import test_util  # pylint: disable=g-import-not-at-top
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  from structnet_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  model = models.StructNet(conv_features=(3, 4, 4), conv_kernel_sizes=(3, 3, 3),
+                           h1_width=6, h2_width=5, h3_width=7, embed_dim=4,
+                           pose_hidden=5, dropout_rate=0.3)
+  rng = np.random.default_rng(4)
+  poses = rng.normal(scale=300, size=(6, 17, 3))
+  with jax.enable_x64(True):
+    variables = models.init_variables(model, jax.random.PRNGKey(0), 24,
+                                      models.pose_stats_from(poses))
+    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                       variables)
+    params, constants = train.split_variables(variables)
+    images = jnp.asarray(rng.uniform(size=(3, 24, 24, 3)))
+    c2, c3 = model.apply(variables, images, method=model.features)
+    y, y_hat = jnp.asarray(poses[:3]), jnp.asarray(poses[3:])
+    margin = jnp.asarray(rng.uniform(1, 3, size=3))
+
+    def cost(p):
+      return train.max_margin_cost(model, config, p, constants, c2, c3, y,
+                                   y_hat, margin, jax.random.PRNGKey(7))[0]
+
+    aux = train.max_margin_cost(model, config, params, constants, c2, c3, y,
+                                y_hat, margin, jax.random.PRNGKey(7))[1]
+    assert (np.asarray(aux["margin_losses"]) > 0).all()  # Eq. 6 is active
+    test_util.check_grads(cost, (params,), order=1, modes=["rev"], eps=1e-6,
+                          atol=1e-6, rtol=1e-5)

@@ -75,6 +75,18 @@ def test_eight_devices_match_one_device():
   for a, b in zip(h1, h8):
     np.testing.assert_allclose(a["cost"], b["cost"], rtol=1e-4)
     np.testing.assert_allclose(a["step_size"], b["step_size"], rtol=1e-4)
+  # The eval step, sharded over 8 devices, gives the one-device predictions.
+  model = models.StructNet.from_config(config.model)
+  variables = one.variables()
+  results = [evaluate.evaluate(model, variables, source.eval_batches(32),
+                               source.pose_space, avg_sizes=(3,), top_k=4,
+                               mesh=sharding.make_mesh(jax.devices()[:n]))
+             for n in (1, 8)]
+  for name in results[0]["predictions"]:
+    np.testing.assert_allclose(results[0]["predictions"][name],
+                               results[1]["predictions"][name], atol=1e-3)
+  np.testing.assert_array_equal(results[0]["top_indices"],
+                                results[1]["top_indices"])
 
 
 def test_max_margin_step_never_raises_the_batch_cost_and_counts_violations():
@@ -158,3 +170,19 @@ def test_batch_not_divisible_by_devices_is_refused():
   mesh = sharding.make_mesh(jax.devices()[:8])
   with pytest.raises(ValueError, match="not divisible"):
     sharding.shard_batch({"image": np.zeros((12, 2))}, mesh)
+
+
+def test_bad_training_batches_are_refused_before_any_step():
+  good = {"image": np.zeros((4, 32, 32, 3), np.float32),
+          "pose": np.zeros((4, 17, 3), np.float32)}
+  trainer.check_batch(good, 32)
+  with pytest.raises(ValueError, match=r"\[B, 32, 32, 3\]"):
+    trainer.check_batch({**good, "image": np.zeros((4, 36, 36, 3))}, 32)
+  with pytest.raises(ValueError, match=r"\[\.\.\., 17, 3\]"):
+    trainer.check_batch({**good, "pose": np.zeros((4, 51))}, 32)
+  bad = good["pose"].copy()
+  bad[1, 0, 0] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    trainer.check_batch({**good, "pose": bad}, 32)
+  with pytest.raises(ValueError, match="missing"):
+    trainer.check_batch({"image": good["image"]}, 32)
