@@ -4,7 +4,8 @@ An ``Appearance`` is a pytree of small float32 arrays (a NamedTuple), so it can
 be batched along a leading axis and passed through ``jax.jit`` / ``jax.vmap``
 like any other array argument of the renderer (``data_pipelines.render``).
 
-Colours are display RGB in ``[0, 1]`` (no gamma), shape ``[3]``. Lengths are millimetres.
+Colours are display RGB in ``[0, 1]`` (no gamma), shape ``[3]``. Lengths are
+millimetres.
 Nothing here depends on left/right: both arms, both legs, both hands and both
 feet always get the same colours, so a rendered image carries no left/right
 colour cue (the front/back cues are the face, the hair and the shirt front).
@@ -114,6 +115,7 @@ def _pick(key, palette, jitter=0.04):
   return jnp.clip(row + jitter * jax.random.normal(k2, (3,)), 0.0, 1.0)
 
 
+@jax.jit
 def _sample_body(key) -> dict:
   ks = jax.random.split(key, 12)
   tone = jax.random.uniform(ks[0], (), minval=0.0,
@@ -137,10 +139,17 @@ def _sample_body(key) -> dict:
                      jax.random.uniform(ks[7], minval=0.2, maxval=0.4),
                      jax.random.uniform(ks[7], minval=0.85, maxval=1.0))
   trouser_length = jnp.where(jax.random.uniform(ks[8]) < 0.2, 0.45, 1.0)
+  # Keep hair and skin apart in brightness: the hair on the back of the head
+  # is one of the renderer's front/back cues.
+  hair = _pick(ks[10], _HAIR_COLOURS)
+  lum = jnp.array([0.3, 0.59, 0.11])
+  hair = jnp.where(jnp.abs(jnp.dot(hair - skin, lum)) < 0.2,
+                   jnp.where(jnp.dot(skin, lum) > 0.45, 0.45 * hair,
+                             jnp.minimum(hair + 0.45, 1.0)), hair)
   return dict(
       thickness=jax.random.uniform(ks[9], minval=0.85, maxval=1.2),
       skin=skin,
-      hair=_pick(ks[10], _HAIR_COLOURS),
+      hair=hair,
       shirt=shirt,
       shirt_front=front,
       trousers=_pick(ks[11], _TROUSER_COLOURS),
@@ -151,6 +160,7 @@ def _sample_body(key) -> dict:
   )
 
 
+@jax.jit
 def _sample_room(key) -> dict:
   ks = jax.random.split(key, 12)
   floor_hue = jax.random.uniform(ks[0])
@@ -239,8 +249,9 @@ def check_appearance(appearance: Appearance, name: str = "appearance") -> int:
   """
   if not isinstance(appearance, Appearance):
     raise ValueError(
-        f"{name} must be a data_pipelines.appearance.Appearance (build one with "
-        f"sample_appearance or subject_appearance), got {type(appearance)}.")
+        f"{name} must be a data_pipelines.appearance.Appearance (build one "
+        f"with sample_appearance or subject_appearance), got "
+        f"{type(appearance)}.")
   batch = None
   for field in Appearance._fields:
     shape = tuple(np.shape(getattr(appearance, field)))

@@ -1,10 +1,10 @@
 """A pure-JAX ray caster that renders a volumetric person from 17 joints.
 
 Human3.6M images cannot be redistributed, so the project renders its own person
-crops from motion capture. The body is a fixed set of ~20 convex primitives
-attached to the 17 joints of ``structnet_jax.poses`` (capsules for limbs and
-neck, flattened capsules for chest and abdomen, an ellipsoid head with a nose,
-hands and feet); the room is a textured box (checker floor, panelled walls).
+crops from motion capture. The body is a fixed set of 19 convex primitives
+attached to the 17 joints of ``structnet_jax.poses`` (capsules for limbs, neck,
+hands and feet, flattened capsules for chest and abdomen, an ellipsoid head
+with a nose); the room is a textured box (checker floor, panelled walls).
 
 Geometry. Everything is in the camera frame of Human3.6M (x right, y down,
 z forward, millimetres); the camera centre is the origin. The ray of image
@@ -15,28 +15,37 @@ point ``(u, v)`` (pixels) is ``t * d`` with ``d = ((u - cx)/fx, (v - cy)/fy,
 directions, ``s`` three semi-axes in mm) the primitive is the set of points
 within distance 1 of the segment ``{(0, y, 0): |y| <= h}``. ``h = 0`` is an
 ellipsoid, ``s = (r, r, r)`` a round capsule of radius ``r``. Rays are
-intersected analytically with every primitive (infinite cylinder, then the
-sphere around the clamped axial point, which is exact for capsules) and each
-pixel keeps the nearest hit, so self-occlusion is right.
+intersected analytically (infinite cylinder, then the sphere around the
+clamped axial point of its entry, which is exact for capsules) and each pixel
+keeps the nearest hit, so self-occlusion is right. Square tiles of the crop
+only test the primitives whose conservative image footprint reaches them.
 
 Image coordinates. Image points are continuous pixel coordinates of the full
 camera image (``u = fx * x / z + cx``). A crop is ``box = (x0, y0, size)`` in
 those coordinates; crop pixel ``(row i, col j)`` covers
 ``[x0 + j * size / S, x0 + (j + 1) * size / S)`` horizontally (likewise
-vertically) and its colour is the mean over ``supersample**2`` stratified
-rays through that square. ``joints_2d`` are in the same continuous crop
-coordinates, ``(u - x0) * S / size``: ``floor(joints_2d)`` is the pixel
-(column, row) that contains the joint.
+vertically) and its colour is the mean over a regular grid of
+``supersample**2`` rays through that square. ``joints_2d`` are in the same
+continuous crop coordinates, ``(u - x0) * S / size``: ``floor(joints_2d)`` is
+the pixel (column, row) that contains the joint.
 
-Front/back cues: face (skin, eyes, nose) on the front of the head and hair on
-the back, and a collar and chest logo on the front of the shirt. Left and right
-body parts are always coloured alike, so the image of a mirrored pose is the
-mirrored image.
+Shading: Lambert plus ambient plus a little camera-side fill light, from a
+light direction fixed in the room. Front/back cues: face (skin, eyes, brows,
+mouth, nose) on the front of the head and hair on its top and back, a collar
+and a chest logo on the front of the shirt. Left and right body parts are
+always coloured alike, so the image of a mirrored pose is the mirrored image.
+
+Speed (2 CPU cores, 128 x 128, see benchmarks/bench_render.py): about 1 ms of
+CPU time per image with one ray per pixel, about 3 ms with 2 x 2 supersampling.
+XLA's CPU fusion decides much of that; the comments at ``_cast_body``,
+``_pack`` and ``_render`` say which structure keeps it from redoing per-pixel
+work.
 
 Public API: ``Floor``, ``floor_from_extrinsics``, ``floor_under_pose``,
-``RenderOutput``, ``render_person`` (jittable, one pose), ``render_batch``
-(``jit(vmap)`` over poses), ``crop_box``, ``body_primitives`` (the primitive
-geometry, for tests and debugging) and ``contact_sheet`` (numpy).
+``check_floor``, ``RenderOutput``, ``render_person`` (jittable, one pose),
+``render_batch`` (jitted and vmapped over a batch), ``project``,
+``crop_box``, ``body_frame``, ``body_primitives`` (the primitive geometry,
+for tests and debugging) and ``contact_sheet`` (numpy).
 """
 
 from __future__ import annotations
@@ -52,13 +61,16 @@ from data_pipelines.appearance import Appearance, check_appearance
 from structnet_jax import poses as poses_lib
 
 # Joint indices (structnet_jax.poses.JOINT_NAMES order).
-_J = {name: i for i, name in enumerate(poses_lib.JOINT_NAMES)}
-PELVIS, R_HIP, R_KNEE, R_ANKLE = 0, 1, 2, 3
-L_HIP, L_KNEE, L_ANKLE = 4, 5, 6
-SPINE, THORAX, NECK_NOSE, HEAD = 7, 8, 9, 10
-L_SHOULDER, L_ELBOW, L_WRIST = 11, 12, 13
-R_SHOULDER, R_ELBOW, R_WRIST = 14, 15, 16
-assert _J["head"] == HEAD and _J["right_wrist"] == R_WRIST
+PELVIS, R_HIP, R_KNEE, R_ANKLE = poses_lib.joint_index(
+    ["pelvis", "right_hip", "right_knee", "right_ankle"])
+L_HIP, L_KNEE, L_ANKLE = poses_lib.joint_index(
+    ["left_hip", "left_knee", "left_ankle"])
+SPINE, THORAX, NECK_NOSE, HEAD = poses_lib.joint_index(
+    ["spine", "thorax", "neck_nose", "head"])
+L_SHOULDER, L_ELBOW, L_WRIST = poses_lib.joint_index(
+    ["left_shoulder", "left_elbow", "left_wrist"])
+R_SHOULDER, R_ELBOW, R_WRIST = poses_lib.joint_index(
+    ["right_shoulder", "right_elbow", "right_wrist"])
 
 # Body dimensions in millimetres for ``Appearance.thickness == 1``.
 # Limb radii scale with thickness; head and hand/foot sizes barely do.
@@ -411,6 +423,7 @@ def _local_maps(prims: Primitives):
 
 
 _MISS = 3.0e38  # Encoded depth of a ray that hits no primitive.
+_TILE = 16  # Side of the culling tiles, in pixels.
 _ID_BITS = 5  # Low mantissa bits of the encoded depth that hold the id.
 assert NUM_PRIMITIVES <= 1 << _ID_BITS
 
@@ -433,44 +446,201 @@ def _decode(e):
   return e, jnp.minimum(bits & ((1 << _ID_BITS) - 1), NUM_PRIMITIVES - 1)
 
 
-def _cast_body(prims: Primitives, rx, ry):
-  """Nearest-hit depth ``[H, W]`` (``_MISS`` on a miss) and primitive id.
+def _primitive_params(prims: Primitives):
+  """``[N, 13]`` rows (M row-major, local ray origin o', half length h)."""
+  m, o = _local_maps(prims)
+  return jnp.concatenate(
+      [m.reshape(-1, 9), o, prims.half_length[:, None]], axis=1)
 
-  A ``fori_loop`` over the primitives folds each primitive's encoded hit
-  depth into a running minimum over all pixels. The loop keeps each
-  iteration one fused pass over the pixels and, as its result is a loop
-  output, stops XLA from fusing the whole cast into later per-pixel gathers
-  (which would recompute it per gathered element). Assumes the body is in
+
+def _encoded_hit(p, k, rx, ry):
+  """Encoded first hit of the rays ``(rx, ry, 1)`` with one primitive.
+
+  ``p`` is a list of the 13 parameters of ``_primitive_params`` (scalars or
+  arrays broadcasting against the rays), ``k`` the primitive id. Returns
+  ``_encode(t, k)``, or ``_MISS`` where the ray misses.
+  """
+  dx = p[0] * rx + p[1] * ry + p[2]
+  dy = p[3] * rx + p[4] * ry + p[5]
+  dz = p[6] * rx + p[7] * ry + p[8]
+  ox, oy, oz, h = p[9], p[10], p[11], p[12]
+  cxz = ox * ox + oz * oz - 1.0
+  # Infinite cylinder around the local y axis; its entry point's axial
+  # coordinate, clamped to the segment, picks the sphere to test.
+  a = dx * dx + dz * dz + 1e-30
+  b = ox * dx + oz * dz
+  disc = b * b - a * cxz
+  tc = (-b - jnp.sqrt(jnp.maximum(disc, 0.0))) / a
+  oys = oy - jnp.clip(oy + tc * dy, -h, h)
+  # The sphere around that axial point: its first hit is the capsule's (the
+  # cylinder hit itself when that lies within the segment).
+  aa = a + dy * dy
+  bb = b + oys * dy
+  disc2 = bb * bb - aa * (cxz + oys * oys)
+  t = (-bb - jnp.sqrt(jnp.maximum(disc2, 0.0))) / aa
+  hit = (disc >= 0.0) & (disc2 >= 0.0)
+  return jnp.where(hit, _encode(t, k), _MISS)
+
+
+def _cast_body(prims: Primitives, rx, ry):
+  """Nearest-hit depth (``_MISS`` on a miss) and primitive id of all rays.
+
+  ``rx``, ``ry`` broadcast to the ray grid. A ``fori_loop`` over the
+  primitives folds each primitive's encoded hit depth into a running
+  minimum: each iteration is one fused pass over the rays, and the loop's
+  result is materialised, so XLA cannot fuse the cast into (and redo it
+  for every element of) later per-pixel stages. Assumes the body is in
   front of the camera (every hit has t > 0).
   """
-  m, o = _local_maps(prims)
-  h = prims.half_length
+  table = _primitive_params(prims)
 
   def body(k, best):
-    mk = m[k]
-    dx = mk[0, 0] * rx + mk[0, 1] * ry + mk[0, 2]
-    dy = mk[1, 0] * rx + mk[1, 1] * ry + mk[1, 2]
-    dz = mk[2, 0] * rx + mk[2, 1] * ry + mk[2, 2]
-    ox, oy, oz = o[k, 0], o[k, 1], o[k, 2]
-    cxz = ox * ox + oz * oz - 1.0
-    # Infinite cylinder around the local y axis; its entry point's axial
-    # coordinate, clamped to the segment, picks the sphere to test.
-    a = dx * dx + dz * dz + 1e-30
-    b = ox * dx + oz * dz
-    disc = b * b - a * cxz
-    tc = (-b - jnp.sqrt(jnp.maximum(disc, 0.0))) / a
-    oys = oy - jnp.clip(oy + tc * dy, -h[k], h[k])
-    # The sphere around that axial point: its first hit is the capsule's
-    # (the cylinder hit itself when that lies within the segment).
-    aa = a + dy * dy
-    bb = b + oys * dy
-    disc2 = bb * bb - aa * (cxz + oys * oys)
-    t = (-bb - jnp.sqrt(jnp.maximum(disc2, 0.0))) / aa
-    hit = (disc >= 0.0) & (disc2 >= 0.0)
-    return jnp.minimum(best, jnp.where(hit, _encode(t, k), _MISS))
+    return jnp.minimum(best, _encoded_hit(list(table[k]), k, rx, ry))
 
   best = jnp.full(jnp.broadcast_shapes(rx.shape, ry.shape), _MISS, jnp.float32)
   return _decode(jax.lax.fori_loop(0, NUM_PRIMITIVES, body, best))
+
+
+def _screen_bounds(prims: Primitives, box, focal, center, size):
+  """Conservative crop-pixel footprint of each primitive.
+
+  Every primitive lies within a round capsule of radius ``max(semi_axes)``
+  around its world segment [A, B]; the image of a ball of radius r centred
+  at P (z > r) lies within ``f r |P| / (z (z - r))`` of P's image, so the
+  primitive's image lies within ``radius`` of the image segment [a, b].
+
+  Returns ``(a [N, 2], b [N, 2], radius [N])`` in crop pixels.
+  """
+  axis = prims.frame[:, :, 1]
+  half = (prims.half_length * prims.semi_axes[:, 1])[:, None]
+  ends = jnp.stack([prims.centre - half * axis, prims.centre + half * axis])
+  r = jnp.max(prims.semi_axes, axis=1)
+  scale = size / box[2]
+  uv = (project(ends, focal, center) - box[:2]) * scale  # [2, N, 2]
+  z = jnp.min(ends[..., 2], axis=0)
+  dist = jnp.max(jnp.linalg.norm(ends, axis=-1), axis=0)
+  radius = jnp.where(
+      z > 1.01 * r,
+      jnp.max(focal) * scale * r * dist / (z * jnp.maximum(z - r, 1e-3)),
+      jnp.inf)
+  return uv[0], uv[1], radius
+
+
+def _cast_body_tiled(prims: Primitives, xs, ys, box, focal, center, size,
+                     tile):
+  """``_cast_body`` on a ``size x size`` grid, culled per square tile.
+
+  Rays ``(xs[j], ys[i], 1)`` for ``i, j < size``. The grid is split into
+  ``tile x tile`` tiles; each tile lists the primitives whose conservative
+  footprint (``_screen_bounds``) reaches it, and the loop runs over list
+  slots up to the longest list (a data-dependent trip count, so the result
+  is exact whatever the pose). Returns ``(t, k)`` ``[size, size]``.
+  """
+  nt = -(-size // tile)
+  pad = nt * tile - size
+  step_x = xs[1] - xs[0] if size > 1 else 1.0
+  step_y = ys[1] - ys[0] if size > 1 else 1.0
+  xs = jnp.concatenate([xs, xs[-1] + step_x * jnp.arange(1, pad + 1)])
+  ys = jnp.concatenate([ys, ys[-1] + step_y * jnp.arange(1, pad + 1)])
+  # Layout [tile row, row in tile, tile column, column in tile]: a reshape
+  # (no transpose) of the [size, size] grid.
+  rx = xs.reshape(1, 1, nt, tile)
+  ry = ys.reshape(nt, tile, 1, 1)
+
+  # Which primitives may cover which tile.
+  a, b, radius = _screen_bounds(prims, box, focal, center, size)
+  centres = (jnp.arange(nt, dtype=jnp.float32) + 0.5) * tile
+  cy, cx = jnp.meshgrid(centres, centres, indexing="ij")
+  q = jnp.stack([cx.ravel(), cy.ravel()], -1)[:, None, :]  # [T, 1, 2]
+  ab = b - a
+  s = jnp.clip(jnp.sum((q - a) * ab, -1) / jnp.maximum(
+      jnp.sum(ab * ab, -1), 1e-12), 0.0, 1.0)
+  dist = jnp.linalg.norm(q - (a + s[..., None] * ab), axis=-1)  # [T, N]
+  covers = dist <= radius + tile * 0.7072
+  order = jnp.argsort(~covers, axis=1, stable=True).astype(jnp.int32)
+  count = jnp.max(jnp.sum(covers, axis=1))
+  table = _primitive_params(prims)
+
+  def body(state):
+    j, best = state
+    k = order[:, j]  # [T]
+    params = table[k].reshape(nt, 1, nt, 1, -1)
+    hit = _encoded_hit([params[..., i] for i in range(13)],
+                       k.reshape(nt, 1, nt, 1), rx, ry)
+    return j + 1, jnp.minimum(best, hit)
+
+  best = jnp.full((nt, tile, nt, tile), _MISS, jnp.float32)
+  _, best = jax.lax.while_loop(lambda s: s[0] < count, body,
+                               (jnp.int32(0), best))
+  best = best.reshape(nt * tile, nt * tile)
+  return _decode(best[:size, :size])
+
+
+# --------------------------------------------------------------------------
+# Shading.
+
+# Materials: indices into the per-image palette of ``_palette``.
+(_SKIN, _SHIRT, _TROUSERS, _SHOES, _HAIR, _SHIRT_FRONT, _EYES, _MOUTH,
+ _FLOOR_A, _FLOOR_B, _WALL, _WALL_TRIM, _CEILING) = range(13)
+_FIRST_SHIRT = _P["chest"]
+_FIRST_SPLIT = _P["abdomen"]
+_FIRST_TROUSERS = _P["hips"]
+_FIRST_SHOES = _P["left_foot"]
+_SPLIT = tuple(range(_FIRST_SPLIT, _FIRST_TROUSERS))
+
+
+def _palette(appearance: Appearance):
+  """``[13, 3]`` material colours (order ``_SKIN`` ... ``_CEILING``)."""
+  a = appearance
+  return jnp.stack([
+      a.skin, a.shirt, a.trousers, a.shoes, a.hair, a.shirt_front,
+      0.25 * a.hair + 0.05, a.skin * jnp.array([0.75, 0.45, 0.45]),
+      a.floor_a, a.floor_b, a.wall, a.wall_trim, jnp.full((3,), 0.9)])
+
+
+def _pack(material, level):
+  """One float per pixel: material id + sqrt(level) / 2, level in [0, 4).
+
+  The renderer's per-pixel stages each end in one such plane and colour is
+  expanded to RGB only at the end. XLA fuses cheap per-pixel work into every
+  consumer, so expanding to three channels earlier would redo it per
+  channel; the square root (a gamma-like encoding of the light level) also
+  marks the plane as expensive, which keeps XLA from fusing it into the
+  three-channel consumer.
+  """
+  return material.astype(jnp.float32) + 0.5 * jnp.sqrt(
+      jnp.clip(level, 0.0, 3.99))
+
+
+def _unpack_colour(packed, palette):
+  """``[..., 3]`` colour ``palette[material] * level`` of packed pixels."""
+  material = jnp.floor(packed)
+  level = jnp.square(2.0 * (packed - material))
+  material = material[..., None]
+  albedo = palette[0]
+  for m in range(1, palette.shape[0]):
+    albedo = jnp.where(material == m, palette[m], albedo)
+  return albedo * level[..., None]
+
+
+def _split_rules(appearance: Appearance):
+  """Per split primitive (``_SPLIT``): (material below, above, threshold).
+
+  The threshold is on the axial position ``s`` in [0, 1] from the
+  primitive's first joint; ``sleeve`` and ``trouser_length`` are fractions
+  of the whole arm/leg, i.e. of two segments.
+  """
+  sleeve = 2.0 * jnp.clip(appearance.sleeve, 0.0, 1.0)
+  legs = 2.0 * jnp.clip(appearance.trouser_length, 0.0, 1.0)
+  rules = {
+      "abdomen": (_TROUSERS, _SHIRT, jnp.float32(0.3)),
+      "upper_arm": (_SHIRT, _SKIN, sleeve),
+      "forearm": (_SHIRT, _SKIN, sleeve - 1.0),
+      "thigh": (_TROUSERS, _SKIN, legs),
+      "shin": (_TROUSERS, _SKIN, legs - 1.0),
+  }
+  return [rules[PRIMITIVES[n].replace("left_", "").replace("right_", "")]
+          for n in _SPLIT]
 
 
 def _value_noise(u, v, seed):
@@ -602,75 +772,6 @@ def _background(appearance: Appearance, floor: Floor, prims: Primitives, rx,
   return _pack(mat, light_level)
 
 
-# Materials: indices into the per-image palette of ``_palette``.
-(_SKIN, _SHIRT, _TROUSERS, _SHOES, _HAIR, _SHIRT_FRONT, _EYES, _MOUTH,
- _FLOOR_A, _FLOOR_B, _WALL, _WALL_TRIM, _CEILING) = range(13)
-_FIRST_SHIRT = _P["chest"]
-_FIRST_SPLIT = _P["abdomen"]
-_FIRST_TROUSERS = _P["hips"]
-_FIRST_SHOES = _P["left_foot"]
-_SPLIT = tuple(range(_FIRST_SPLIT, _FIRST_TROUSERS))
-
-
-def _palette(appearance: Appearance):
-  """``[13, 3]`` material colours (order ``_SKIN`` ... ``_CEILING``)."""
-  a = appearance
-  return jnp.stack([
-      a.skin, a.shirt, a.trousers, a.shoes, a.hair, a.shirt_front,
-      0.25 * a.hair + 0.05, a.skin * jnp.array([0.75, 0.45, 0.45]),
-      a.floor_a, a.floor_b, a.wall, a.wall_trim, jnp.full((3,), 0.9)])
-
-
-def _pack(material, level):
-  """One float per pixel: material id + sqrt(level) / 2, level in [0, 4).
-
-  The renderer's per-pixel stages each end in one such plane and colour is
-  expanded to RGB only at the end. XLA fuses cheap per-pixel work into every
-  consumer, so expanding to three channels earlier would redo it per
-  channel; the square root (a gamma-like encoding of the light level) also
-  marks the plane as expensive, which keeps XLA from fusing it into the
-  three-channel consumer.
-  """
-  return material.astype(jnp.float32) + 0.5 * jnp.sqrt(
-      jnp.clip(level, 0.0, 3.99))
-
-
-def _unpack_colour(packed, palette):
-  """``[..., 3]`` colour ``palette[material] * level`` of packed pixels."""
-  material = jnp.floor(packed)
-  level = jnp.square(2.0 * (packed - material))
-  material = material[..., None]
-  albedo = palette[0]
-  for m in range(1, palette.shape[0]):
-    albedo = jnp.where(material == m, palette[m], albedo)
-  return albedo * level[..., None]
-
-
-def _split_rules(appearance: Appearance):
-  """Per split primitive (``_SPLIT``): (material below, above, threshold).
-
-  The threshold is on the axial position ``s`` in [0, 1] from the
-  primitive's first joint; ``sleeve`` and ``trouser_length`` are fractions
-  of the whole arm/leg, i.e. of two segments.
-  """
-  sleeve = 2.0 * jnp.clip(appearance.sleeve, 0.0, 1.0)
-  legs = 2.0 * jnp.clip(appearance.trouser_length, 0.0, 1.0)
-  rules = {
-      "abdomen": (_TROUSERS, _SHIRT, jnp.float32(0.3)),
-      "upper_arm": (_SHIRT, _SKIN, sleeve),
-      "forearm": (_SHIRT, _SKIN, sleeve - 1.0),
-      "thigh": (_TROUSERS, _SKIN, legs),
-      "shin": (_TROUSERS, _SKIN, legs - 1.0),
-  }
-  return [rules[PRIMITIVES[n].replace("left_", "").replace("right_", "")]
-          for n in _SPLIT]
-
-
-def _cross(a, b):
-  return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2],
-          a[0] * b[1] - a[1] * b[0])
-
-
 def _dot(a, b):
   return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
@@ -779,15 +880,16 @@ def _check_inputs(joints_cam, focal, center, appearance, floor, out_size,
   jshape = tuple(np.shape(joints_cam))
   want = ((-1,) if batched else ()) + (poses_lib.NUM_JOINTS, 3)
   if len(jshape) != len(want) or jshape[-2:] != want[-2:]:
+    hint = "" if batched else " Use render_batch for batches."
     raise ValueError(
         f"joints_cam must have shape {lead}[17, 3] (camera-frame joints, mm), "
-        f"got {jshape}. {'Use render_batch for batches.' if not batched else ''}")
+        f"got {jshape}.{hint}")
   for name, arr in (("focal", focal), ("center", center)):
     shape = tuple(np.shape(arr))
     if shape != (2,) and not (batched and len(shape) == 2 and shape[1] == 2):
+      also = " or [B, 2]" if batched else ""
       raise ValueError(
-          f"{name} must have shape [2] (pixels){' or [B, 2]' if batched else ''}"
-          f", got {shape}.")
+          f"{name} must have shape [2] (pixels){also}, got {shape}.")
   if check_appearance(appearance) and not batched:
     raise ValueError(
         "appearance has a batch axis; render_person takes one Appearance "
@@ -801,7 +903,8 @@ def _check_inputs(joints_cam, focal, center, appearance, floor, out_size,
         f"{supersample!r}.")
   if not isinstance(margin, jax.core.Tracer) and not np.all(
       np.asarray(margin) >= 0):
-    raise ValueError(f"margin must be >= 0 (fraction of the box), got {margin}.")
+    raise ValueError(
+        f"margin must be >= 0 (fraction of the box), got {margin}.")
   if not isinstance(joints_cam, jax.core.Tracer):
     z = np.asarray(joints_cam)[..., 2]
     if not np.all(np.isfinite(np.asarray(joints_cam))) or not np.all(z > 1.0):
@@ -829,9 +932,10 @@ def _render(joints_cam, focal, center, appearance, floor, margin, key, *,
 
   def subsample_plane(index):
     # One ray per pixel: cast, shade, and pack into one float per pixel.
-    rx = xs[index % ss][None, :]  # [1, S]
-    ry = ys[index // ss][:, None]  # [S, 1]
-    t, k = _cast_body(prims, rx, ry)
+    row_x, col_y = xs[index % ss], ys[index // ss]
+    t, k = _cast_body_tiled(prims, row_x, col_y, box, focal, center,
+                            out_size, _TILE)
+    rx, ry = row_x[None, :], col_y[:, None]
     hit = t < _MISS
     body = _body_colour(appearance, prims, t, k, rx, ry, light)
     bg = _background(appearance, floor, prims, rx, ry, light)
