@@ -5,8 +5,9 @@
 Prints one table; every row is timed in this run next to its reference:
   (a) one training step (forward, backward, parameter update) of the default
       StructNet at batch 128 on the pose-regression cost (stage 1), JAX with
-      each conv lowering, against the same network written in plain PyTorch
-      (CPU); and one stage-2 max-margin step (candidate selection over C=2000
+      each conv lowering (models.Conv2D: "xla" = lax.conv_general_dilated,
+      "im2col" = explicit patches + one matmul, the CPU default), against the
+      same network written in plain PyTorch (CPU); and one stage-2 max-margin step (candidate selection over C=2000
       poses, 35-trial line search, frozen convs) against the JAX stage-1 step;
   (b) scoring 128 images against 100k candidates with top-500 averaging,
       against a bare jnp.dot of the same shapes.

@@ -22,17 +22,35 @@ from structnet_jax import evaluate as evaluate_lib
 from structnet_jax import models
 from structnet_jax import trainer
 
-SOURCES = ("blobs",)
+SOURCES = ("blobs", "tfds")
 
 
 def make_source(config):
-  """The data source named by ``config.data.source``."""
-  if config.data.source == "blobs":
+  """The data source named by ``config.data.source``.
+
+  ``"blobs"``: generated image-pose pairs (``data_pipelines/blobs.py``), no
+  files. ``"tfds"``: the ``structnet_h36m`` TFDS dataset of config
+  ``config.data.tfds_config`` in ``config.data.data_dir``, rendered (or read
+  from the official release) first when it is not there.
+  """
+  d = config.data
+  if d.source == "blobs":
     from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
     return blobs.BlobSource.create(
-        num_train=config.data.pose_space_size, num_test=config.data.num_test,
-        image_size=config.data.image_size, crop=config.model.image_size,
+        num_train=d.pose_space_size, num_test=d.num_test,
+        image_size=d.image_size, crop=config.model.image_size,
         seed=config.seed)
+  if d.source == "tfds":
+    from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
+    options = {k: d[k] for k in ("frame_step", "sequences_per_action",
+                                 "frames_per_sequence") if d[k]}
+    if d.actions:
+      options["actions"] = tuple(a.strip() for a in d.actions.split(",")
+                                 if a.strip())
+    return tfds_source.TfdsSource.create(
+        d.tfds_config, d.data_dir, crop=config.model.image_size,
+        pca_noise_std=d.pca_noise_std, motion_path=d.motion_path or None,
+        manual_dir=d.manual_dir or None, **options)
   raise ValueError(f"config.data.source={config.data.source!r} is unknown; use "
                    f"one of {SOURCES}.")
 

@@ -45,7 +45,7 @@ import numpy as np
 from structnet_jax import poses as poses_lib
 
 POSE_EMBEDDINGS = ("two_layer", "one_layer", "one_layer_random", "raw")
-CONV_IMPLS = ("xla", "im2col")
+CONV_IMPLS = ("auto", "im2col", "xla")
 POSE_DIM = poses_lib.NUM_JOINTS * 3
 
 Array = jax.Array
@@ -72,23 +72,75 @@ def pose_stats_from(poses_mm, headroom: float = 0.9) -> dict[str, np.ndarray]:
   return {"mean": mean.astype(np.float32), "scale": np.float32(scale)}
 
 
-def _max_pool(x: Array) -> Array:
-  return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+def max_pool_2x2(x: Array) -> Array:
+  """2x2 max-pooling, stride 2, VALID: ``[B, H, W, C] -> [B, H//2, W//2, C]``.
+
+  Written as a reshape and a max over the two window axes rather than
+  ``lax.reduce_window``: the same forward values, but its gradient is an
+  element-wise mask instead of XLA's ``select_and_scatter``, which the CPU
+  backend runs as a slow scalar loop (a third of a training step of the
+  default network; benchmarks/bench_core.py). Odd trailing rows/columns are
+  dropped, as VALID pooling does. Ties share the gradient (a measure-zero
+  event for real-valued inputs).
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+def resolve_conv_impl(impl: str) -> str:
+  """``"auto"`` -> ``"im2col"`` on CPU, ``"xla"`` on GPU/TPU; else unchanged."""
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"unknown conv impl {impl!r}; use one of {CONV_IMPLS}.")
+  if impl == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  return impl
+
+
+def _conv_im2col(x: Array, kernel: Array) -> Array:
+  """VALID stride-1 convolution as explicit patches and one matrix product.
+
+  ``x [B, H, W, C]``, ``kernel [k, k, C, F]`` -> ``[B, H-k+1, W-k+1, F]``.
+  The patches are gathered with ``k*k`` static slices (not
+  ``lax.conv_general_dilated_patches``, which is itself a convolution and as
+  slow as the one it replaces). For thin inputs (``C < 8``, the RGB layer) the
+  patches are laid out channel-major, ``[B, C*k*k, H'*W']``, so that every
+  copy and the product run along whole image rows; for wide inputs they are
+  ``[B, H', W', k*k*C]`` with the channels innermost.
+  """
+  k, _, c, f = kernel.shape
+  b, h, w, _ = x.shape
+  ho, wo = h - k + 1, w - k + 1
+  offsets = [(i, j) for i in range(k) for j in range(k)]
+  if c < 8:
+    xp = jnp.transpose(x, (0, 3, 1, 2))                          # [B, C, H, W]
+    patches = jnp.stack([xp[:, :, i:i + ho, j:j + wo] for i, j in offsets],
+                        axis=2)                                  # [B, C, kk, H', W']
+    wmat = jnp.transpose(kernel, (3, 2, 0, 1)).reshape(f, c, k * k)
+    y = jnp.einsum("fcp,bcphw->bhwf", wmat, patches)
+    return y
+  patches = jnp.concatenate([x[:, i:i + ho, j:j + wo, :] for i, j in offsets],
+                            axis=-1)                             # [B, H', W', kk*C]
+  return jnp.einsum("bhwp,pf->bhwf", patches, kernel.reshape(k * k * c, f))
 
 
 class Conv2D(nn.Module):
   """A 2-D convolution, stride 1, with a choice of lowering.
 
-  ``impl="xla"`` uses ``lax.conv_general_dilated``; ``impl="im2col"`` gathers
-  the patches (``lax.conv_general_dilated_patches``) and multiplies them with
-  the kernel in one matrix product, which XLA's CPU backend runs much faster
-  for these shapes (see benchmarks/bench_core.py). Both compute the same
-  function with the same parameters ``kernel [k, k, C_in, C_out]``, ``bias``.
+  ``impl="xla"`` uses ``lax.conv_general_dilated`` (cuDNN on GPU, the MXU on
+  TPU); ``impl="im2col"`` builds the patches explicitly and multiplies them
+  with the kernel in one matrix product, which XLA's CPU backend (whose
+  convolutions, with no oneDNN in the public jaxlib, run these shapes at a
+  quarter of PyTorch's speed) runs about twice as fast for these shapes (see
+  benchmarks/bench_core.py); ``impl="auto"`` picks im2col on CPU and xla
+  elsewhere. All compute the same function with the same parameters
+  ``kernel [k, k, C_in, C_out]``, ``bias [C_out]``; ``padding`` "SAME" pads
+  the input with zeros first.
   """
   features: int
   kernel_size: int
   padding: str = "VALID"
-  impl: str = "im2col"
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -98,20 +150,19 @@ class Conv2D(nn.Module):
                         (k, k, c_in, self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,),
                       jnp.float32)
-    if self.impl == "xla":
+    impl = resolve_conv_impl(self.impl)
+    if self.padding not in ("VALID", "SAME"):
+      raise ValueError(f"conv padding must be 'VALID' or 'SAME', got "
+                       f"{self.padding!r}.")
+    if impl == "xla":
       y = jax.lax.conv_general_dilated(
           x, kernel, window_strides=(1, 1), padding=self.padding,
           dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    elif self.impl == "im2col":
-      patches = jax.lax.conv_general_dilated_patches(
-          x, filter_shape=(k, k), window_strides=(1, 1), padding=self.padding,
-          dimension_numbers=("NHWC", "HWIO", "NHWC"))
-      # Patch features are ordered (C_in, kh, kw).
-      w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in * k * k,
-                                                       self.features)
-      y = jnp.einsum("bhwp,pf->bhwf", patches, w)
     else:
-      raise ValueError(f"unknown conv impl {self.impl!r}; use one of {CONV_IMPLS}.")
+      if self.padding == "SAME":
+        lo, hi = (k - 1) // 2, k // 2
+        x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)))
+      y = _conv_im2col(x, kernel)
     return y + bias
 
 
@@ -124,7 +175,7 @@ class ConvTrunk(nn.Module):
   features: Sequence[int] = (32, 64, 64)
   kernel_sizes: Sequence[int] = (9, 5, 5)
   padding: str = "VALID"
-  impl: str = "im2col"
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, images: Array) -> tuple[Array, Array]:
@@ -138,7 +189,7 @@ class ConvTrunk(nn.Module):
             f"{x.shape[1]}x{x.shape[2]}. Use a larger config.model.image_size "
             "or smaller kernels.")
       x = Conv2D(f, k, padding=self.padding, impl=self.impl, name=f"conv{i + 1}")(x)
-      x = _max_pool(x)
+      x = max_pool_2x2(x)
       if i < len(self.features) - 1:
         x = nn.relu(x)
       maps.append(x)
@@ -194,7 +245,7 @@ class StructNet(nn.Module):
   conv_features: Sequence[int] = (32, 64, 64)
   conv_kernel_sizes: Sequence[int] = (9, 5, 5)
   conv_padding: str = "VALID"
-  conv_impl: str = "im2col"
+  conv_impl: str = "auto"
   h1_width: int = 1024
   h2_width: int = 1024
   h3_width: int = 1024
@@ -211,7 +262,7 @@ class StructNet(nn.Module):
       raise ValueError(
           f"config.model.pose_embedding={c['pose_embedding']!r} is unknown; "
           f"use one of {POSE_EMBEDDINGS}.")
-    if c.get("conv_impl", "im2col") not in CONV_IMPLS:
+    if c.get("conv_impl", "auto") not in CONV_IMPLS:
       raise ValueError(f"config.model.conv_impl={c['conv_impl']!r} is unknown; "
                        f"use one of {CONV_IMPLS}.")
     fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}

@@ -26,18 +26,42 @@ def _conv_reference(x, kernel, bias):
   return out + bias
 
 
-@pytest.mark.parametrize("impl", ["im2col", "xla"])
-def test_conv_matches_numpy_loop(impl):
+@pytest.mark.parametrize("impl", ["im2col", "xla", "auto"])
+@pytest.mark.parametrize("c_in", [3, 10])  # channel-major and channel-last patches
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_conv_matches_numpy_loop(impl, c_in, padding):
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 9, 8, 3)).astype(np.float32)
-  conv = models.Conv2D(5, 4, impl=impl)
+  x = rng.normal(size=(2, 9, 8, c_in)).astype(np.float32)
+  conv = models.Conv2D(5, 4, padding=padding, impl=impl)
   variables = conv.init(jax.random.PRNGKey(0), x)
   variables = jax.tree_util.tree_map(
       lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), variables)
   got = conv.apply(variables, x)
   p = variables["params"]
-  want = _conv_reference(x, np.asarray(p["kernel"]), np.asarray(p["bias"]))
+  padded = x if padding == "VALID" else np.pad(
+      x, ((0, 0), (1, 2), (1, 2), (0, 0)))  # k=4: 1 before, 2 after
+  want = _conv_reference(padded, np.asarray(p["kernel"]),
+                         np.asarray(p["bias"]))
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_max_pool_matches_numpy_loop_and_reduce_window_gradient():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)  # odd rows are dropped
+  want = np.zeros((2, 3, 3, 3), np.float32)
+  for i in range(3):
+    for j in range(3):
+      want[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
+  np.testing.assert_array_equal(models.max_pool_2x2(jnp.asarray(x)), want)
+  weights = rng.normal(size=want.shape).astype(np.float32)
+  grad = jax.grad(lambda a: jnp.sum(models.max_pool_2x2(a) * weights))(x)
+  ref = jax.grad(lambda a: jnp.sum(flax_max_pool(a) * weights))(x)
+  np.testing.assert_allclose(grad, ref, rtol=1e-6)
+
+
+def flax_max_pool(x):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  return nn.max_pool(x, (2, 2), (2, 2), "VALID")
 
 
 def test_default_shapes_follow_the_paper():

@@ -20,10 +20,23 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- data ---------------------------------------------------------------
   c.data = ml_collections.ConfigDict()
-  c.data.source = "blobs"          # where image-pose pairs come from
+  c.data.source = "blobs"          # blobs (generated, no files) | tfds
   c.data.image_size = 128          # stored crop side (pixels)
-  c.data.num_test = 2000           # generated sources: test examples
-  c.data.pose_space_size = 20000   # poses in the candidate space Y
+  c.data.num_test = 2000           # blobs: test examples
+  c.data.pose_space_size = 20000   # blobs: poses in the candidate space Y
+  # tfds: the structnet_h36m dataset (data_pipelines/tfds_builder.py), built
+  # in data_dir on first use.
+  c.data.tfds_config = "procedural"  # procedural | h36m_motion | h36m_release
+  c.data.data_dir = "~/tensorflow_datasets"
+  c.data.motion_path = ""          # h36m_motion: the exp-map .npz or folder
+  c.data.manual_dir = ""           # h36m_release: the official release folder
+  # Dataset options (0 / "": the builder config's own default); a dataset
+  # with changed options gets its own folder (tfds_builder.make_config).
+  c.data.frame_step = 0            # keep every n-th frame
+  c.data.sequences_per_action = 0  # procedural: clips per subject and action
+  c.data.frames_per_sequence = 0   # procedural: frames per clip
+  c.data.actions = ""              # comma-separated action names; "" = all
+  c.data.pca_noise_std = 0.1       # tfds: PCA colour-noise strength
 
   # --- network (Figure 1) -------------------------------------------------
   c.model = ml_collections.ConfigDict()
@@ -31,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.conv_features = (32, 64, 64)
   c.model.conv_kernel_sizes = (9, 5, 5)
   c.model.conv_padding = "VALID"
-  c.model.conv_impl = "im2col"     # "im2col" (fast on CPU) or "xla"
+  c.model.conv_impl = "auto"       # auto: im2col on CPU, xla on GPU/TPU
   c.model.h1_width = 1024
   c.model.h2_width = 1024
   c.model.h3_width = 1024

@@ -1,0 +1,351 @@
+"""Motion sequences -> rendered training examples through the Human3.6M rig.
+
+A motion sequence (``procedural_motion.generate_motion`` or
+``h36m_motion.load_expmap_motion``: ``.subject .action .subaction .fps
+.world_joints [T, 17, 3]`` mm, z-up world) is filmed by the four calibrated
+Human3.6M cameras of its subject (``cameras.camera_for``) and rendered by the
+pure-JAX ray caster (``render.render_batch``, jitted, frames in chunks) with the
+subject's look (``appearance.subject_appearance``) in the room of the
+camera's floor (``render.floor_from_extrinsics``). Each (camera, kept frame)
+gives one example dict::
+
+  {"image":     uint8   [S, S, 3]  the person crop (S = crop_size),
+   "pose":      float32 [17, 3]    root-relative camera-frame joints, mm
+                                   (pelvis = 0; x right, y down, z forward),
+   "pose_2d":   float32 [17, 2]    joints in the crop's continuous pixel
+                                   coordinates (x, y); floor() is the pixel,
+   "subject": str, "action": str, "subaction": int,
+   "camera": int (1..4), "camera_id": str (e.g. "54138969"),
+   "frame": int (row of the source sequence)}
+
+Bodies. Every subject has its own seeded proportions
+(``body_model.subject_body``), so test subjects differ from training ones.
+Procedural motion is generated on that body already; the real exponential-map
+motion has one skeleton for everybody, so its joints are *retargeted*: each
+bone vector, from the root outwards along the kinematic tree, is rescaled to
+the subject's bone length keeping its direction (``retarget_joints``), and
+each frame is shifted vertically so that its lowest joint keeps its height
+(the feet stay on the floor).
+
+Geometry. The world floor is ``z = 0`` and the ankle joint stands for the
+foot, so the rendered person is lifted by ``ANKLE_HEIGHT_MM`` (the height of
+the ankle joint above the sole) before filming; ``pose`` is root-relative and
+does not change. The renderer and ``pose_2d`` use the pinhole model of the
+camera's focal length and principal point (no lens distortion): the crop is a
+small window, and image and 2D joints agree exactly.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Iterator, Sequence
+
+import jax
+import numpy as np
+
+from data_pipelines import appearance as appearance_lib
+from data_pipelines import body_model
+from data_pipelines import cameras as cameras_lib
+from data_pipelines import render
+from structnet_jax import poses as poses_lib
+
+CAMERAS: tuple[int, ...] = (1, 2, 3, 4)
+# Height of the ankle joint above the floor (the sole), mm; matches the
+# renderer's ``floor_under_pose`` clearance.
+ANKLE_HEIGHT_MM = 70.0
+
+EXAMPLE_KEYS: tuple[str, ...] = (
+    "image", "pose", "pose_2d", "subject", "action", "subaction", "camera",
+    "camera_id", "frame")
+
+_PARENTS = np.array([p for p, _ in poses_lib.BONES])
+_CHILDREN = np.array([c for _, c in poses_lib.BONES])
+
+
+# ---------------------------------------------------------------------------
+# Bodies.
+
+
+def subject_bone_lengths(subject: str, body_seed: int = 0) -> np.ndarray:
+  """Bone lengths ``[16]`` mm of ``subject``'s seeded body.
+
+  In the order of ``structnet_jax.poses.BONES``; ``body_seed`` seeds
+  ``body_model.subject_body``.
+  """
+  return body_model.body_bone_lengths(
+      body_model.subject_body(subject, body_seed))
+
+
+def retarget_joints(world_joints, bone_lengths, *,
+                    keep_floor_contact: bool = True) -> np.ndarray:
+  """Gives joints new bone lengths, keeping the root and every bone direction.
+
+  Walks the kinematic tree from the root (the pelvis stays where it is): joint
+  ``c`` with parent ``p`` moves to ``new[p] + L_c * unit(old[c] - old[p])``.
+
+  Args:
+    world_joints: ``[..., T, 17, 3]`` (or ``[17, 3]``) mm, z-up world frame.
+    bone_lengths: ``[16]`` mm, in the order of ``structnet_jax.poses.BONES``
+      (e.g. ``subject_bone_lengths("S9")``).
+    keep_floor_contact: shift every frame along z so that its lowest joint
+      keeps its height (a longer-legged person stands taller instead of
+      sinking into the floor). Poses relative to the root are unaffected.
+
+  Returns:
+    ``[..., 17, 3]`` float64 mm, with ``poses.bone_lengths(out)`` equal to
+    ``bone_lengths``.
+
+  Raises:
+    ValueError: wrong shapes, non-positive lengths, or a zero-length bone
+      (whose direction is undefined).
+  """
+  joints = poses_lib.check_poses(world_joints, "world_joints").astype(
+      np.float64)
+  lengths = np.asarray(bone_lengths, np.float64)
+  if lengths.shape != (len(poses_lib.BONES),) or not np.all(
+      np.isfinite(lengths)) or np.any(lengths <= 0):
+    raise ValueError(
+        f"bone_lengths must be {len(poses_lib.BONES)} positive lengths in mm "
+        f"in the order of structnet_jax.poses.BONES (e.g. "
+        f"subject_bone_lengths('S1')), got shape {lengths.shape}.")
+  vec = joints[..., _CHILDREN, :] - joints[..., _PARENTS, :]
+  norm = np.linalg.norm(vec, axis=-1, keepdims=True)
+  if np.any(norm < 1e-6):
+    bad = np.argwhere(norm[..., 0].reshape(-1, len(poses_lib.BONES)) < 1e-6)
+    frame, bone = (int(v) for v in bad[0])
+    p, c = poses_lib.BONES[bone]
+    raise ValueError(
+        f"world_joints has a zero-length bone {poses_lib.JOINT_NAMES[p]} -> "
+        f"{poses_lib.JOINT_NAMES[c]} (first at pose {frame}); its direction is "
+        "undefined, so it cannot be retargeted. Repair or drop those frames.")
+  vec = vec / norm * lengths[:, None]
+  out = np.empty_like(joints)
+  out[..., poses_lib.ROOT, :] = joints[..., poses_lib.ROOT, :]
+  # Parents precede children in poses.PARENTS, so one pass over the bones
+  # (ordered by child) places every parent before its children.
+  for b, (p, c) in enumerate(poses_lib.BONES):
+    out[..., c, :] = out[..., p, :] + vec[..., b, :]
+  if keep_floor_contact:
+    shift = joints[..., 2].min(axis=-1) - out[..., 2].min(axis=-1)
+    out[..., 2] += shift[..., None]
+  return out
+
+
+def subject_world_joints(seq, *, body_seed: int = 0,
+                         retarget: bool | None = None) -> np.ndarray:
+  """World joints ``[T, 17, 3]`` mm of ``seq`` on its subject's own body.
+
+  Args:
+    seq: a motion sequence (``.subject``, ``.world_joints [T, 17, 3]`` mm).
+    body_seed: seed of ``body_model.subject_body``.
+    retarget: whether to retarget to the subject's body; ``None`` (auto)
+      retargets everything except procedural sequences, which carry their
+      ``.body`` and are generated on it already.
+
+  Returns:
+    ``[T, 17, 3]`` float64 mm, z-up world.
+  """
+  joints = np.asarray(seq.world_joints, np.float64)
+  if retarget is None:
+    retarget = getattr(seq, "body", None) is None
+  if not retarget:
+    return joints
+  return retarget_joints(joints, subject_bone_lengths(seq.subject, body_seed))
+
+
+# ---------------------------------------------------------------------------
+# Filming.
+
+
+def _check_int(name, value, minimum):
+  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+      or value < minimum):
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+  return int(value)
+
+
+def check_cameras(cameras) -> tuple[int, ...]:
+  """Validates camera numbers (1..4, Human3.6M's order); returns a tuple."""
+  if isinstance(cameras, (int, np.integer)) and not isinstance(cameras, bool):
+    cameras = (cameras,)
+  try:
+    cams = tuple(cameras)
+  except TypeError:
+    cams = None
+  if (not cams or len(set(cams)) != len(cams) or any(
+      isinstance(c, bool) or not isinstance(c, (int, np.integer))
+      or c not in CAMERAS for c in cams)):
+    raise ValueError(
+        f"cameras must be distinct camera numbers from {CAMERAS} (1-based, "
+        f"the rig's order: 54138969, 55011271, 58860488, 60457274), got "
+        f"{cameras!r}.")
+  return tuple(int(c) for c in cams)
+
+
+def check_subject(subject: str) -> str:
+  """Checks that the published calibration has cameras for ``subject``."""
+  rig = cameras_lib.load_h36m_cameras()
+  if subject not in rig:
+    raise ValueError(
+        f"unknown subject {subject!r}: the Human3.6M camera rig is calibrated "
+        f"for {sorted(rig, key=lambda s: (len(s), s))} only. Name the "
+        "sequence's subject after one of them.")
+  return subject
+
+
+def camera_frame_joints(world_joints, cam: cameras_lib.Camera) -> np.ndarray:
+  """World joints ``[..., 3]`` mm -> camera frame ``[..., 3]`` mm (float64)."""
+  rotation = np.asarray(cam.rotation, np.float64)
+  centre = np.asarray(cam.translation, np.float64)
+  return (np.asarray(world_joints, np.float64) - centre) @ rotation.T
+
+
+def _pixel_noise(image, std, seed_words):
+  """Adds Gaussian pixel noise of ``std`` (colour units) to a uint8 image."""
+  rng = np.random.default_rng(seed_words)
+  noisy = image.astype(np.float32) + rng.normal(
+      0.0, 255.0 * std, image.shape).astype(np.float32)
+  return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def render_sequence_examples(
+    seq, *,
+    cameras: Sequence[int] = CAMERAS,
+    frame_step: int = 1,
+    frames: Sequence[int] | None = None,
+    crop_size: int = 128,
+    appearance_seed: int = 0,
+    body_seed: int = 0,
+    batch_size: int = 64,
+    margin: float = 0.2,
+    supersample: int = 2,
+    pixel_noise: bool = True,
+    retarget: bool | None = None,
+) -> Iterator[dict]:
+  """Renders a motion sequence through the Human3.6M rig, one dict per view.
+
+  Returns an iterator over, camera by camera and within a camera frame by
+  frame, the example dicts of the module docstring. The inputs are checked
+  at the call; the rendering happens as the iterator is consumed. Rendering
+  is jitted and batched: frames go through ``render.render_batch`` in chunks
+  of ``batch_size`` (the last chunk is padded, so one shape is compiled per
+  ``(batch_size, crop_size, supersample)``).
+
+  Args:
+    seq: a motion sequence with ``.subject .action .subaction .world_joints
+      [T, 17, 3]`` (mm, z-up world) and optionally ``.frame_indices [T]``
+      (source rows, reported as ``"frame"``; default ``0..T-1``).
+    cameras: camera numbers 1..4 to film with.
+    frame_step: keep every ``frame_step``-th frame (0, step, 2 step, ...).
+    frames: explicit positions in ``seq.world_joints`` to keep instead.
+    crop_size: side S of the square crops, pixels.
+    appearance_seed: seed of ``subject_appearance`` (look and room) and of
+      the pixel noise.
+    body_seed: seed of the subject's body (``subject_body``) for retargeting.
+    batch_size: frames per render call.
+    margin: crop margin around the joints' 2D box (fraction of its side).
+    supersample: rays per pixel side (2: anti-aliased).
+    pixel_noise: add the appearance's Gaussian sensor noise, seeded per
+      example (so images do not depend on ``batch_size``).
+    retarget: see ``subject_world_joints`` (None: auto).
+
+  Returns:
+    An iterator of example dicts (keys ``EXAMPLE_KEYS``).
+
+  Raises:
+    ValueError: bad options, an unknown subject, malformed joints.
+  """
+  cams = check_cameras(cameras)
+  frame_step = _check_int("frame_step", frame_step, 1)
+  crop_size = _check_int("crop_size", crop_size, 8)
+  batch_size = _check_int("batch_size", batch_size, 1)
+  supersample = _check_int("supersample", supersample, 1)
+  appearance_seed = _check_int("appearance_seed", appearance_seed, 0)
+  if not (np.isscalar(margin) and np.isfinite(margin) and margin >= 0):
+    raise ValueError(f"margin must be a number >= 0 (fraction of the joints' "
+                     f"2D box), got {margin!r}.")
+  subject = check_subject(seq.subject)
+  world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
+  if world.ndim != 3:
+    raise ValueError(f"world_joints must have shape [T, 17, 3] mm, got "
+                     f"{world.shape}.")
+  num = world.shape[0]
+  if frames is None:
+    keep = np.arange(0, num, frame_step)
+  else:
+    keep = np.asarray(frames, np.int64).reshape(-1)
+    if keep.size and (keep.min() < 0 or keep.max() >= num):
+      raise ValueError(f"frames must index the sequence's {num} frames, got "
+                       f"range [{keep.min()}, {keep.max()}].")
+  if keep.size == 0:
+    return iter(())
+  source_rows = getattr(seq, "frame_indices", None)
+  source_rows = (np.arange(num) if source_rows is None
+                 else np.asarray(source_rows).reshape(-1))
+  if source_rows.shape[0] != num:
+    raise ValueError(f"frame_indices has {source_rows.shape[0]} entries for "
+                     f"{num} frames.")
+
+  joints = subject_world_joints(seq, body_seed=body_seed, retarget=retarget)
+  lifted = joints[keep] + np.array([0.0, 0.0, ANKLE_HEIGHT_MM])
+  views = []
+  for camera in cams:
+    cam = cameras_lib.camera_for(subject, camera - 1)
+    cam_joints = camera_frame_joints(lifted, cam)
+    if not np.all(cam_joints[..., 2] > 1.0):
+      raise ValueError(
+          f"{subject} camera {camera}: some joints are behind the camera. "
+          "World joints must be in mm, z up, within the capture volume "
+          "(a few metres around the origin).")
+    views.append((camera, cam, cam_joints))
+  return _render_examples(seq, subject, views, keep, source_rows, crop_size,
+                          appearance_seed, batch_size, float(margin),
+                          supersample, pixel_noise)
+
+
+def _render_examples(seq, subject, views, keep, source_rows, crop_size,
+                     appearance_seed, batch_size, margin, supersample,
+                     pixel_noise) -> Iterator[dict]:
+  """The generator behind ``render_sequence_examples`` (inputs checked)."""
+  look = appearance_lib.subject_appearance(subject, appearance_seed)
+  noise_std = float(look.noise_std)
+  seq_words = [appearance_seed, zlib.crc32(
+      f"{subject}/{seq.action}/{int(seq.subaction)}".encode("utf-8"))]
+  for camera, cam, cam_joints in views:
+    rotation, translation = cameras_lib.extrinsics(cam)
+    floor = render.floor_from_extrinsics(rotation, translation)
+    poses = (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
+             ).astype(np.float32)
+    for start in range(0, keep.size, batch_size):
+      stop = min(start + batch_size, keep.size)
+      chunk = cam_joints[start:stop].astype(np.float32)
+      if chunk.shape[0] < batch_size:  # pad: one compiled shape
+        pad = np.repeat(chunk[-1:], batch_size - chunk.shape[0], axis=0)
+        chunk = np.concatenate([chunk, pad])
+      out = render.render_batch(chunk, cam.focal, cam.center, look, floor,
+                                out_size=crop_size, margin=margin,
+                                supersample=supersample)
+      images, joints_2d = jax.device_get((out.image, out.joints_2d))
+      for i in range(stop - start):
+        t = int(keep[start + i])
+        frame = int(source_rows[t])
+        image = np.asarray(images[i])
+        if pixel_noise and noise_std > 0:
+          image = _pixel_noise(image, noise_std, seq_words + [camera, frame])
+        yield {
+            "image": image,
+            "pose": poses[start + i],
+            "pose_2d": np.asarray(joints_2d[i], np.float32),
+            "subject": subject,
+            "action": str(seq.action),
+            "subaction": int(seq.subaction),
+            "camera": camera,
+            "camera_id": str(cam.id),
+            "frame": frame,
+        }
+
+
+def example_key(example: dict) -> str:
+  """A key unique per example: ``"S1/walking/1/c2/000123"``."""
+  return (f"{example['subject']}/{example['action']}/{example['subaction']}/"
+          f"c{example['camera']}/{example['frame']:06d}")

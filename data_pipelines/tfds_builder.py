@@ -1,0 +1,848 @@
+"""TFDS builder ``structnet_h36m``: Human3.6M-style person crops with 3D poses.
+
+Three builder configs, one example format (``synthesize`` module docstring):
+
+* ``procedural`` (default, offline): procedural motion
+  (``procedural_motion.generate_motion``) on each subject's seeded body,
+  rendered through the Human3.6M camera rig (``synthesize``).
+* ``h36m_motion``: the real exponential-map motion capture (an ``.npz`` or
+  the text release's folder, ``h36m_motion.load_expmap_motion``), retargeted
+  to each subject's body and rendered the same way. The motion's location is
+  not part of the dataset's identity (like ``manual_dir``), so it is a
+  builder argument: ``StructnetH36m(config="h36m_motion", data_dir=...,
+  motion_path=".../h36m_expmap_25fps.npz")``, ``tfds.builder(
+  "structnet_h36m/h36m_motion", motion_path=...)`` or ``build_dataset(
+  "h36m_motion", data_dir, motion_path=...)``. (A custom config may carry
+  ``motion_path`` too; the builder argument wins.)
+* ``h36m_release``: the official videos and poses, read by
+  ``data_pipelines.h36m_release`` from ``manual_dir``
+  (``tfds.download.DownloadConfig(manual_dir=...)`` or ``build_dataset(...,
+  manual_dir=...)``; see ``MANUAL_DOWNLOAD_INSTRUCTIONS``).
+
+Splits ``train`` (S1, S5, S6, S7, S8) and ``test`` (S9, S11), each camera a
+separate view (``cameras``), every ``frame_step``-th frame. Other choices
+(subjects, actions, clip counts, seeds, crop size, ...) are fields of
+``StructnetH36mConfig``; ``build_dataset(name, data_dir, **fields)`` makes a
+config named ``<name>_<hash of the fields>``, so the same options always
+land in the same dataset folder.
+
+Written next to the TFDS files, in the dataset's version directory
+(``builder.data_dir``), inside TFDS's atomic write:
+
+* ``pose_space.npy``: all training poses ``float32 [N, 17, 3]`` mm (root-
+  relative, camera frame), the candidate pose space; order: sequence,
+  camera, frame (not the split's shuffled order). ``load_pose_space``.
+* ``rgb_stats.json``: ``{"mean": [3], "cov": [3][3], "num_pixels": ...}`` of
+  the training images' RGB in [0, 1] (sample covariance). ``load_rgb_stats``.
+
+Resuming. Rendering (or video decoding) is the expensive part, so the
+examples of each sequence are cached in ``<download_dir>/
+structnet_h36m_render_cache/<config>-<version>-<fingerprint>/`` (default
+``download_dir``: ``<data_dir>/downloads``; ``cache_dir=`` overrides the
+root) as one ``.npz`` per sequence, written atomically (temp file +
+``os.replace``). A re-run after an interruption renders only the sequences not
+cached yet and TFDS writes the dataset afresh from the cache into its own
+temporary folder, renamed into place at the end; the fingerprint (every config
+field, the version, the motion file's path/size/mtime or ``manual_dir``)
+keeps caches of different options apart. The cache is deleted after a
+successful build unless ``keep_cache=True``. Re-running a finished dataset
+does nothing (TFDS reuses it). Inputs are checked before anything is written.
+
+  builder = build_dataset("procedural", "~/tensorflow_datasets")
+  ds = builder.as_dataset(split="train")
+  poses = load_pose_space(builder)           # [N, 17, 3] mm
+  stats = load_rgb_stats(builder)            # {"mean": [3], "cov": [3, 3]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data_pipelines import h36m_motion
+from data_pipelines import procedural_motion
+from data_pipelines import synthesize
+from structnet_jax import poses as poses_lib
+
+DATASET_NAME = "structnet_h36m"
+SOURCES = ("procedural", "h36m_motion", "h36m_release")
+TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
+TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
+POSE_SPACE_FILENAME = "pose_space.npy"
+RGB_STATS_FILENAME = "rgb_stats.json"
+CACHE_DIRNAME = "structnet_h36m_render_cache"
+# Bump when the cached example format or the rendering changes.
+_CACHE_FORMAT = 1
+# Config fields that do not change the examples (left out of fingerprints).
+_IDENTITY_FREE = ("name", "description", "release_notes", "supported_versions",
+                  "tags")
+
+_CITATION = """\
+@inproceedings{li2015maximum,
+  title={Maximum-margin structured learning with deep networks for 3D human
+         pose estimation},
+  author={Li, Sijin and Zhang, Weichen and Chan, Antoni B.},
+  booktitle={ICCV}, year={2015}}
+@article{ionescu2014human36m,
+  title={Human3.6M: Large Scale Datasets and Predictive Methods for 3D Human
+         Sensing in Natural Environments},
+  author={Ionescu, Catalin and Papava, Dragos and Olaru, Vlad and
+          Sminchisescu, Cristian},
+  journal={IEEE TPAMI}, volume={36}, number={7}, pages={1325--1339},
+  year={2014}}
+"""
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Only the `h36m_release` config needs manual data (the others are generated).
+Register at http://vision.imar.ro/human3.6m/ and download, for every subject
+you build (S1, S5, S6, S7, S8 train; S9, S11 test), the "Videos" and the
+"D3 Positions" (poses, world coordinates) archives; optionally "Segments"
+(ground-truth person boxes, ground_truth_bb). Extract them so that
+`manual_dir` holds one folder per subject:
+
+  <manual_dir>/S9/Videos/Directions 1.54138969.mp4
+  <manual_dir>/S9/MyPoseFeatures/D3_Positions/Directions 1.cdf
+  <manual_dir>/S9/MySegmentsMat/ground_truth_bb/Directions 1.54138969.mat
+
+and pass it with
+`builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+manual_dir=...))` or `build_dataset("h36m_release", data_dir,
+manual_dir=...)`. Reading the CDF and MP4 files needs `cdflib` and `av`
+(`pip install -e '.[data]'`).
+"""
+
+
+# ---------------------------------------------------------------------------
+# Configs.
+
+
+@dataclasses.dataclass(eq=False)
+class StructnetH36mConfig(tfds.core.BuilderConfig):
+  """Options of one ``structnet_h36m`` dataset.
+
+  Attributes:
+    source: ``"procedural"``, ``"h36m_motion"`` or ``"h36m_release"``.
+    train_subjects, test_subjects: subjects of the two splits (disjoint;
+      all must be in the Human3.6M camera rig: S1, S5, S6, S7, S8, S9, S11).
+    actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
+      Human3.6M: lower-case, e.g. ``"walking"``); None for all.
+    cameras: camera numbers 1..4 (each a separate view).
+    frame_step: keep every ``frame_step``-th frame of each sequence.
+    crop_size: side of the square crops, pixels.
+    margin: crop margin around the person (fraction of the box side).
+    sequences_per_action: procedural clips per (subject, action).
+    frames_per_sequence: procedural frames per clip (before ``frame_step``).
+    fps: procedural frame rate, Hz.
+    seed: procedural motion seed.
+    body_seed: seed of the subjects' bodies (``body_model.subject_body``).
+    appearance_seed: seed of the subjects' looks, the room and pixel noise.
+    supersample: rays per pixel side when rendering (2: anti-aliased).
+    pixel_noise: add the appearance's Gaussian sensor noise.
+    motion_path: ``h36m_motion``'s motion file or folder, when not given to
+      the builder (``StructnetH36m(..., motion_path=...)``).
+  """
+  source: str = "procedural"
+  train_subjects: tuple[str, ...] = TRAIN_SUBJECTS
+  test_subjects: tuple[str, ...] = TEST_SUBJECTS
+  actions: tuple[str, ...] | None = None
+  cameras: tuple[int, ...] = synthesize.CAMERAS
+  frame_step: int = 5
+  crop_size: int = 128
+  margin: float = 0.2
+  sequences_per_action: int = 2
+  frames_per_sequence: int = 250
+  fps: float = 50.0
+  seed: int = 0
+  body_seed: int = 0
+  appearance_seed: int = 0
+  supersample: int = 2
+  pixel_noise: bool = True
+  motion_path: str | None = None
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StructnetH36mConfig))
+_OPTION_NAMES = tuple(n for n in _FIELD_NAMES
+                      if n not in _IDENTITY_FREE + ("version",))
+
+BUILDER_CONFIGS = (
+    StructnetH36mConfig(
+        name="procedural", source="procedural",
+        description="Procedural motion (11 actions, 2 clips of 5 s per "
+        "subject and action) on seeded bodies, rendered through the 4 "
+        "Human3.6M cameras; every 5th frame at 50 fps. Offline."),
+    StructnetH36mConfig(
+        name="h36m_motion", source="h36m_motion", frame_step=5,
+        description="Human3.6M exponential-map motion capture (pass "
+        "motion_path=), retargeted to seeded per-subject bodies and rendered "
+        "through the 4 Human3.6M cameras; every 5th frame of the file."),
+    StructnetH36mConfig(
+        name="h36m_release", source="h36m_release", frame_step=5,
+        description="The official Human3.6M videos and 3D poses from "
+        "manual_dir; every 5th frame at 50 fps."),
+)
+
+
+def _canonical(name: str, value):
+  """Normalises a config option (lists -> tuples, numpy scalars -> python)."""
+  if name in ("train_subjects", "test_subjects", "actions", "cameras"):
+    if value is None and name == "actions":
+      return None
+    if isinstance(value, (str, int, np.integer)):
+      value = (value,)
+    try:
+      value = tuple(value)
+    except TypeError:
+      raise ValueError(f"config field {name} must be a sequence, got "
+                       f"{value!r}.") from None
+    if name == "cameras":
+      return tuple(int(c) if isinstance(c, np.integer) else c for c in value)
+    return value
+  if isinstance(value, np.generic):
+    return value.item()
+  if name == "motion_path" and value is not None:
+    return os.fspath(value)
+  return value
+
+
+def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
+  """Validates a config; returns it.
+
+  Raises:
+    ValueError: naming the bad field and what it should be.
+  """
+  if not isinstance(config, StructnetH36mConfig):
+    raise ValueError(f"expected a StructnetH36mConfig, got {type(config)}.")
+  if config.source not in SOURCES:
+    raise ValueError(f"config {config.name!r}: source must be one of "
+                     f"{SOURCES}, got {config.source!r}.")
+  rig = sorted(synthesize.cameras_lib.load_h36m_cameras(),
+               key=lambda s: (len(s), s))
+  for field in ("train_subjects", "test_subjects"):
+    subjects = getattr(config, field)
+    if (isinstance(subjects, str) or not isinstance(subjects, tuple)
+        or not subjects or len(set(subjects)) != len(subjects)):
+      raise ValueError(
+          f"config {config.name!r}: {field} must be a non-empty tuple of "
+          f"distinct subject names such as ('S1', 'S5'), got {subjects!r}.")
+    unknown = [s for s in subjects if s not in rig]
+    if unknown:
+      raise ValueError(
+          f"config {config.name!r}: unknown subject(s) {unknown} in {field}; "
+          f"the Human3.6M camera rig has {rig}. Choose subjects from those.")
+  overlap = sorted(set(config.train_subjects) & set(config.test_subjects))
+  if overlap:
+    raise ValueError(
+        f"config {config.name!r}: subject(s) {overlap} are in both "
+        "train_subjects and test_subjects; the splits must not share people.")
+  if config.actions is not None:
+    if (isinstance(config.actions, str) or not isinstance(config.actions, tuple)
+        or not config.actions
+        or not all(isinstance(a, str) and a for a in config.actions)):
+      raise ValueError(
+          f"config {config.name!r}: actions must be None (all) or a "
+          f"non-empty tuple of action names, got {config.actions!r}.")
+    if config.source == "procedural":
+      unknown = [a for a in config.actions
+                 if a not in procedural_motion.ACTION_NAMES]
+      if unknown:
+        raise ValueError(
+            f"config {config.name!r}: unknown procedural action(s) {unknown};"
+            f" choose from {procedural_motion.ACTION_NAMES}.")
+  synthesize.check_cameras(config.cameras)
+  for field, minimum in (("frame_step", 1), ("crop_size", 8),
+                         ("sequences_per_action", 1),
+                         ("frames_per_sequence", 2), ("seed", 0),
+                         ("body_seed", 0), ("appearance_seed", 0),
+                         ("supersample", 1)):
+    value = getattr(config, field)
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+        or value < minimum):
+      raise ValueError(f"config {config.name!r}: {field} must be an integer "
+                       f">= {minimum}, got {value!r}.")
+  for field in ("margin", "fps"):
+    value = getattr(config, field)
+    ok = (isinstance(value, (int, float, np.number)) and np.isfinite(value)
+          and (value >= 0 if field == "margin" else value > 0))
+    if not ok:
+      raise ValueError(f"config {config.name!r}: {field} must be a "
+                       f"{'non-negative' if field == 'margin' else 'positive'}"
+                       f" number, got {value!r}.")
+  if not isinstance(config.pixel_noise, (bool, np.bool_)):
+    raise ValueError(f"config {config.name!r}: pixel_noise must be True or "
+                     f"False, got {config.pixel_noise!r}.")
+  return config
+
+
+def _fingerprint(config: StructnetH36mConfig, extra=None) -> str:
+  fields = {n: getattr(config, n) for n in _FIELD_NAMES
+            if n not in _IDENTITY_FREE}
+  fields["version"] = str(fields["version"])
+  blob = json.dumps([fields, extra, _CACHE_FORMAT], sort_keys=True,
+                    default=repr)
+  return hashlib.sha1(blob.encode("utf-8")).hexdigest()
+
+
+def make_config(name_or_config: str | StructnetH36mConfig = "procedural",
+                **options) -> StructnetH36mConfig:
+  """A config: a registered one, or one with some fields changed.
+
+  Args:
+    name_or_config: ``"procedural"``, ``"h36m_motion"``, ``"h36m_release"``
+      (optionally prefixed ``"structnet_h36m/"``) or a config.
+    **options: ``StructnetH36mConfig`` fields to change, e.g.
+      ``train_subjects=("S1",), frame_step=10``.
+
+  Returns:
+    The registered config when no option is given, otherwise a copy named
+    ``<name>_<10 hex digits of its fingerprint>``, the same for the same
+    options (so a re-run finds the dataset it built before).
+
+  Raises:
+    ValueError: unknown config name or field, or a bad value.
+  """
+  if isinstance(name_or_config, StructnetH36mConfig):
+    base = name_or_config
+  elif isinstance(name_or_config, str):
+    name = name_or_config.split("/", 1)[1] if name_or_config.startswith(
+        DATASET_NAME + "/") else name_or_config
+    registered = {c.name: c for c in BUILDER_CONFIGS}
+    if name not in registered:
+      raise ValueError(
+          f"unknown structnet_h36m config {name_or_config!r}; choose from "
+          f"{sorted(registered)} (or pass a StructnetH36mConfig).")
+    base = registered[name]
+  else:
+    raise ValueError(f"name_or_config must be a config name or a "
+                     f"StructnetH36mConfig, got {type(name_or_config)}.")
+  unknown = [k for k in options if k not in _OPTION_NAMES]
+  if unknown:
+    hints = {k: difflib.get_close_matches(k, _OPTION_NAMES, n=3)
+             for k in unknown}
+    raise ValueError(
+        f"unknown structnet_h36m config option(s) {unknown} (closest: "
+        f"{hints}); the options are {list(_OPTION_NAMES)}.")
+  if not options:
+    return check_config(base)
+  changes = {k: _canonical(k, v) for k, v in options.items()}
+  config = dataclasses.replace(base, **changes)
+  base_name = re.sub(r"_[0-9a-f]{10}$", "", base.name)
+  config = dataclasses.replace(
+      config, name=f"{base_name}_{_fingerprint(config)[:10]}",
+      description=f"{base_name} with {changes}")
+  return check_config(config)
+
+
+# ---------------------------------------------------------------------------
+# Jobs: one cached unit of work per sequence.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  """One sequence's examples: ``make()`` yields the example dicts."""
+  key: str
+  subject: str
+  make: Callable[[], Iterable[dict]]
+
+
+def _cache_filename(key: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.-]", "-", key.replace("/", "__")) + ".npz"
+
+
+def _check_examples(examples: list[dict], job: _Job, crop_size: int):
+  for ex in examples:
+    if set(ex) != set(synthesize.EXAMPLE_KEYS):
+      raise ValueError(
+          f"sequence {job.key}: an example has keys {sorted(ex)}, expected "
+          f"{sorted(synthesize.EXAMPLE_KEYS)}.")
+    for name, shape, dtype in (("image", (crop_size, crop_size, 3), np.uint8),
+                               ("pose", (17, 3), np.float32),
+                               ("pose_2d", (17, 2), np.float32)):
+      arr = np.asarray(ex[name])
+      if arr.shape != shape or arr.dtype != dtype:
+        raise ValueError(
+            f"sequence {job.key}: example {name} is {arr.dtype} "
+            f"{arr.shape}, expected {np.dtype(dtype)} {shape}.")
+
+
+def _save_examples(path: str, examples: list[dict], crop_size: int):
+  """Writes examples to ``path`` atomically (temp file + ``os.replace``)."""
+  n = len(examples)
+  arrays = {
+      "image": np.zeros((n, crop_size, crop_size, 3), np.uint8),
+      "pose": np.zeros((n, 17, 3), np.float32),
+      "pose_2d": np.zeros((n, 17, 2), np.float32),
+  }
+  for i, ex in enumerate(examples):
+    for k in arrays:
+      arrays[k][i] = ex[k]
+  for k in ("subject", "action", "camera_id"):
+    arrays[k] = np.array([str(ex[k]) for ex in examples], dtype=np.str_)
+  for k in ("subaction", "camera", "frame"):
+    arrays[k] = np.array([int(ex[k]) for ex in examples], np.int64)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _load_examples(path: str) -> list[dict]:
+  with np.load(path, allow_pickle=False) as z:
+    data = {k: z[k] for k in z.files}
+  out = []
+  for i in range(data["image"].shape[0]):
+    out.append({
+        "image": data["image"][i], "pose": data["pose"][i],
+        "pose_2d": data["pose_2d"][i], "subject": str(data["subject"][i]),
+        "action": str(data["action"][i]),
+        "subaction": int(data["subaction"][i]),
+        "camera": int(data["camera"][i]),
+        "camera_id": str(data["camera_id"][i]),
+        "frame": int(data["frame"][i])})
+  return out
+
+
+def _source_identity(path: str) -> dict:
+  st = os.stat(path)
+  return {"path": os.path.abspath(path), "size": st.st_size,
+          "mtime_ns": st.st_mtime_ns}
+
+
+# ---------------------------------------------------------------------------
+# The builder.
+
+
+class StructnetH36m(tfds.core.GeneratorBasedBuilder):
+  """Human3.6M-style person crops (synthetic or real) with 3D poses."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = list(BUILDER_CONFIGS)
+  DEFAULT_CONFIG_NAME = "procedural"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+  def __init__(self, *, motion_path: str | os.PathLike | None = None,
+               skeleton_path: str | os.PathLike | None = None,
+               cache_dir: str | os.PathLike | None = None,
+               keep_cache: bool = False, batch_size: int = 64, **kwargs):
+    """Args (besides TFDS's ``config``, ``data_dir``, ``version``, ...):
+
+      motion_path: ``h36m_motion``: the ``.npz`` or folder of exponential-map
+        motion (overrides the config's ``motion_path``).
+      skeleton_path: ``h36m_motion``: ``h36m_skeleton32.json`` (default:
+        beside the motion).
+      cache_dir: root of the per-sequence example cache (default
+        ``<download_dir>/structnet_h36m_render_cache``).
+      keep_cache: keep the cache after a successful build.
+      batch_size: frames per render call (speed and memory only).
+    """
+    config = kwargs.get("config")
+    if isinstance(config, StructnetH36mConfig):
+      check_config(config)
+    if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+        or batch_size < 1):
+      raise ValueError(f"batch_size must be an integer >= 1 (frames per "
+                       f"render call), got {batch_size!r}.")
+    self._motion_path = None if motion_path is None else os.fspath(motion_path)
+    self._skeleton_path = (None if skeleton_path is None
+                           else os.fspath(skeleton_path))
+    self._cache_root = None if cache_dir is None else os.fspath(cache_dir)
+    self._keep_cache = bool(keep_cache)
+    self._batch_size = batch_size
+    self._jobs: dict[str, list[_Job]] | None = None
+    self._cache_path: str | None = None
+    super().__init__(**kwargs)
+
+  # -- TFDS interface -------------------------------------------------------
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    s = self.builder_config.crop_size
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=(
+            "Person crops with root-relative 17-joint 3D poses (mm, camera "
+            "frame) in the Human3.6M protocol (StructNet, ICCV 2015). "
+            + (self.builder_config.description or "")),
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(
+                shape=(s, s, 3), encoding_format="png",
+                doc="Person crop, RGB."),
+            "pose": tfds.features.Tensor(
+                shape=(17, 3), dtype=np.float32,
+                doc="Root-relative camera-frame joints, mm (pelvis = 0; "
+                "x right, y down, z forward), structnet_jax.poses order."),
+            "pose_2d": tfds.features.Tensor(
+                shape=(17, 2), dtype=np.float32,
+                doc="Joints in the crop's continuous pixel coordinates "
+                "(x, y)."),
+            "subject": tfds.features.Text(doc="e.g. S1"),
+            "action": tfds.features.Text(doc="e.g. walking"),
+            "subaction": tfds.features.Scalar(dtype=np.int32),
+            "camera": tfds.features.Scalar(
+                dtype=np.int32, doc="camera number 1..4"),
+            "camera_id": tfds.features.Text(doc="e.g. 54138969"),
+            "frame": tfds.features.Scalar(
+                dtype=np.int32, doc="frame of the source sequence"),
+        }),
+        supervised_keys=("image", "pose"),
+        homepage="http://vision.imar.ro/human3.6m/",
+        citation=_CITATION,
+    )
+
+  def download_and_prepare(self, *, download_dir=None, download_config=None,
+                           **kwargs):
+    """TFDS's ``download_and_prepare``, with inputs checked beforehand.
+
+    Motion, manual data and subjects are checked (and the motion loaded)
+    before TFDS writes anything, so bad input leaves the data directory as
+    it was. A finished dataset is reused as is.
+    """
+    download_config = download_config or tfds.download.DownloadConfig()
+    if (not self.data_path.exists()
+        or download_config.download_mode.overwrite_dataset):
+      self._plan(download_dir, download_config)
+    super().download_and_prepare(download_dir=download_dir,
+                                 download_config=download_config, **kwargs)
+
+  def _split_generators(self, dl_manager):
+    if self._jobs is None:  # download_and_prepare normally plans first.
+      manual_dir = dl_manager._manual_dir  # pylint: disable=protected-access
+      self._plan(dl_manager.download_dir, None, manual_dir=manual_dir)
+    return {split: self._generate_examples(split)
+            for split in ("train", "test")}
+
+  def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
+    jobs = self._jobs[split]
+    progress = _progress(jobs, f"{DATASET_NAME}/{self.builder_config.name} "
+                         f"{split}")
+    for i, job in enumerate(progress):
+      for ex in self._job_examples(job, f"{split} {i + 1}/{len(jobs)}"):
+        yield synthesize.example_key(ex), ex
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    super()._download_and_prepare(dl_manager, download_config)
+    # self.data_dir is TFDS's temporary folder here: the extra files are
+    # renamed into place together with the splits.
+    self._write_pose_space_and_rgb_stats(os.fspath(self.data_dir))
+
+  def _post_download_and_prepare_hook(self):
+    if not self._keep_cache and self._cache_path and os.path.isdir(
+        self._cache_path):
+      shutil.rmtree(self._cache_path)
+      logging.info("Removed the render cache %s", self._cache_path)
+      try:
+        os.rmdir(os.path.dirname(self._cache_path))  # only if now empty
+      except OSError:
+        pass
+
+  # -- Planning: sequences per split -----------------------------------------
+
+  def _plan(self, download_dir, download_config, manual_dir=None):
+    """Checks the inputs and lists one job per sequence for each split."""
+    cfg = check_config(self.builder_config)
+    download_dir = os.fspath(
+        download_dir or os.path.join(os.fspath(self.data_dir_root),
+                                     "downloads"))
+    if cfg.source == "procedural":
+      jobs, identity = self._procedural_jobs(cfg), None
+    elif cfg.source == "h36m_motion":
+      jobs, identity = self._motion_jobs(cfg)
+    else:
+      if manual_dir is None:
+        manual_dir = (download_config.manual_dir if download_config is not None
+                      and download_config.manual_dir else
+                      os.path.join(download_dir, "manual"))
+      jobs, identity = self._release_jobs(cfg, os.fspath(manual_dir))
+    splits = {"train": cfg.train_subjects, "test": cfg.test_subjects}
+    self._jobs = {}
+    for split, subjects in splits.items():
+      self._jobs[split] = sorted(
+          (j for j in jobs if j.subject in subjects), key=lambda j: j.key)
+      if not self._jobs[split]:
+        raise ValueError(
+            f"config {cfg.name!r}: no sequences for the {split} split "
+            f"(subjects {list(subjects)}, actions "
+            f"{'all' if cfg.actions is None else list(cfg.actions)}). Check "
+            "the subjects and actions against the source.")
+    root = self._cache_root or os.path.join(download_dir, CACHE_DIRNAME)
+    self._cache_path = os.path.join(
+        root, f"{cfg.name}-{self.version}-{_fingerprint(cfg, identity)[:12]}")
+
+  def _render_kwargs(self, cfg):
+    return dict(cameras=cfg.cameras, crop_size=cfg.crop_size,
+                appearance_seed=cfg.appearance_seed, body_seed=cfg.body_seed,
+                batch_size=self._batch_size, margin=cfg.margin,
+                supersample=cfg.supersample, pixel_noise=cfg.pixel_noise)
+
+  def _procedural_jobs(self, cfg) -> list[_Job]:
+    subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
+    seqs = procedural_motion.generate_motion(
+        subjects, cfg.actions, sequences_per_action=cfg.sequences_per_action,
+        frames_per_sequence=cfg.frames_per_sequence, fps=cfg.fps,
+        seed=cfg.seed, body_seed=cfg.body_seed)
+    kwargs = dict(self._render_kwargs(cfg), frame_step=cfg.frame_step)
+    return [_Job(f"{s.subject}/{s.action}/{s.subaction}", s.subject,
+                 _bind(synthesize.render_sequence_examples, s, **kwargs))
+            for s in seqs]
+
+  def _motion_jobs(self, cfg):
+    path = self._motion_path or cfg.motion_path
+    if not path:
+      raise ValueError(
+          f"config {cfg.name!r} renders Human3.6M exponential-map motion but "
+          "no motion_path was given. Pass it to the builder: StructnetH36m("
+          "config='h36m_motion', motion_path='.../h36m_expmap_25fps.npz') or "
+          "build_dataset('h36m_motion', data_dir, motion_path=...).")
+    path = os.path.expanduser(path)
+    if not os.path.exists(path):
+      raise FileNotFoundError(
+          f"motion_path {path!r} does not exist. Pass the h36m_expmap_25fps"
+          ".npz of the shared data or the folder of the exponential-map "
+          "release (the one holding S1/walking_1.txt, ...).")
+    subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
+    seqs = h36m_motion.load_expmap_motion(
+        path, self._skeleton_path, subjects=subjects, step=cfg.frame_step)
+    if cfg.actions is not None:
+      available = sorted({s.action for s in seqs.values()})
+      unknown = [a for a in cfg.actions if a.lower() not in available]
+      if unknown:
+        raise ValueError(
+            f"unknown action(s) {unknown} for {path}; it holds {available}.")
+      wanted = {a.lower() for a in cfg.actions}
+      seqs = {k: s for k, s in seqs.items() if s.action in wanted}
+    kwargs = dict(self._render_kwargs(cfg), frame_step=1)  # loaded sub-sampled
+    jobs = [_Job(s.key, s.subject,
+                 _bind(synthesize.render_sequence_examples, s, **kwargs))
+            for s in seqs.values()]
+    return jobs, _source_identity(path)
+
+  def _release_jobs(self, cfg, manual_dir: str):
+    if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+      raise FileNotFoundError(
+          f"the h36m_release config reads the official Human3.6M files from "
+          f"manual_dir, but {manual_dir!r} does not exist or is empty. "
+          "Create it and put the data there, then pass it with "
+          "build_dataset('h36m_release', data_dir, manual_dir=...) or "
+          "DownloadConfig(manual_dir=...):\n" + MANUAL_DOWNLOAD_INSTRUCTIONS)
+    try:
+      # pylint: disable-next=g-import-not-at-top
+      from data_pipelines import h36m_release
+    except ImportError as e:
+      raise ImportError(
+          f"the h36m_release config needs data_pipelines.h36m_release and its "
+          f"readers ({e}). Install them with pip install -e '.[data]'.") from e
+    seqs = h36m_release.find_sequences(
+        manual_dir, subjects=list(cfg.train_subjects + cfg.test_subjects),
+        actions=None if cfg.actions is None else list(cfg.actions),
+        cameras=cfg.cameras)
+    jobs = []
+    for seq in seqs:
+      key = "/".join(str(getattr(seq, a)) for a in (
+          "subject", "action", "subaction") if hasattr(seq, a))
+      if hasattr(seq, "camera"):
+        key += f"/c{seq.camera}"
+      jobs.append(_Job(key, seq.subject, _bind(
+          h36m_release.sequence_examples, seq, frame_step=cfg.frame_step,
+          crop_size=cfg.crop_size, margin=cfg.margin)))
+    return jobs, {"manual_dir": os.path.abspath(manual_dir)}
+
+  # -- Cache -------------------------------------------------------------------
+
+  def _job_examples(self, job: _Job, where: str) -> list[dict]:
+    os.makedirs(self._cache_path, exist_ok=True)
+    path = os.path.join(self._cache_path, _cache_filename(job.key))
+    if os.path.exists(path):
+      try:
+        examples = _load_examples(path)
+        logging.info("[%s] %s: %d examples from the cache", where, job.key,
+                     len(examples))
+        return examples
+      except (OSError, ValueError, KeyError) as e:
+        logging.warning("[%s] %s: unreadable cache file %s (%s); rendering "
+                        "again", where, job.key, path, e)
+    start = time.perf_counter()
+    examples = list(job.make())
+    _check_examples(examples, job, self.builder_config.crop_size)
+    _save_examples(path, examples, self.builder_config.crop_size)
+    logging.info("[%s] %s: %d examples in %.1f s", where, job.key,
+                 len(examples), time.perf_counter() - start)
+    return examples
+
+  def _write_pose_space_and_rgb_stats(self, out_dir: str):
+    """Writes pose_space.npy and rgb_stats.json from the cached train split."""
+    poses = []
+    count, shift = 0, None
+    total, outer = np.zeros(3), np.zeros((3, 3))
+    for job in self._jobs["train"]:
+      path = os.path.join(self._cache_path, _cache_filename(job.key))
+      with np.load(path, allow_pickle=False) as z:
+        poses.append(z["pose"])
+        images = z["image"]
+      for start in range(0, images.shape[0], 256):
+        pixels = images[start:start + 256].reshape(-1, 3).astype(
+            np.float64) / 255.0
+        if not len(pixels):
+          continue
+        if shift is None:  # centre on the first chunk: stable sums
+          shift = pixels.mean(0)
+        d = pixels - shift
+        count += len(d)
+        total += d.sum(0)
+        outer += d.T @ d
+    pose_space = np.concatenate(poses).astype(np.float32)
+    with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
+      np.save(f, pose_space)
+    if count < 2:
+      raise ValueError("the train split has no pixels to compute rgb_stats.")
+    mean_d = total / count
+    cov = (outer - count * np.outer(mean_d, mean_d)) / (count - 1)
+    stats = {"mean": (shift + mean_d).tolist(), "cov": ((cov + cov.T) / 2
+                                                        ).tolist(),
+             "num_pixels": int(count), "num_images": int(pose_space.shape[0]),
+             "description": "RGB in [0, 1] of all training-split pixels: "
+                            "mean and sample covariance."}
+    with open(os.path.join(out_dir, RGB_STATS_FILENAME), "w",
+              encoding="utf-8") as f:
+      json.dump(stats, f, indent=1)
+    logging.info("Wrote %s (%d training poses) and %s", POSE_SPACE_FILENAME,
+                 pose_space.shape[0], RGB_STATS_FILENAME)
+
+
+def _bind(fn, *args, **kwargs) -> Callable[[], Iterable[dict]]:
+  return lambda: fn(*args, **kwargs)
+
+
+def _progress(items: Sequence, desc: str):
+  try:
+    from tqdm import auto as tqdm_auto  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return items
+  return tqdm_auto.tqdm(items, desc=desc, unit="seq", leave=False)
+
+
+# ---------------------------------------------------------------------------
+# Entry points for the experiments layer.
+
+
+def build_dataset(name_or_config: str | StructnetH36mConfig = "procedural",
+                  data_dir: str | os.PathLike | None = None, *,
+                  motion_path: str | os.PathLike | None = None,
+                  skeleton_path: str | os.PathLike | None = None,
+                  manual_dir: str | os.PathLike | None = None,
+                  download_dir: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None,
+                  keep_cache: bool = False, batch_size: int = 64,
+                  prepare: bool = True, **config_options) -> StructnetH36m:
+  """Builds (or reuses) a ``structnet_h36m`` dataset; returns its builder.
+
+  Args:
+    name_or_config: config name or ``StructnetH36mConfig`` (``make_config``).
+    data_dir: TFDS data directory (default TFDS's, ``~/tensorflow_datasets``).
+    motion_path, skeleton_path: ``h36m_motion``'s motion and skeleton.
+    manual_dir: ``h36m_release``'s folder of the official data.
+    download_dir: TFDS download folder (default ``<data_dir>/downloads``);
+      holds the render cache.
+    cache_dir, keep_cache, batch_size: see ``StructnetH36m``.
+    prepare: run ``download_and_prepare`` (a no-op when already built).
+    **config_options: ``StructnetH36mConfig`` fields to change (the config
+      is then named ``<name>_<hash>``, see ``make_config``).
+
+  Returns:
+    The ``StructnetH36m`` builder; ``builder.as_dataset(split="train")``,
+    ``load_pose_space(builder)``, ``load_rgb_stats(builder)``.
+
+  Raises:
+    ValueError / FileNotFoundError: bad options or missing inputs, naming the
+      problem and the fix; nothing is written then.
+  """
+  config = make_config(name_or_config, **config_options)
+  builder = StructnetH36m(
+      config=config, data_dir=None if data_dir is None else os.fspath(
+          os.path.expanduser(data_dir)),
+      motion_path=motion_path, skeleton_path=skeleton_path,
+      cache_dir=cache_dir, keep_cache=keep_cache, batch_size=batch_size)
+  if prepare:
+    builder.download_and_prepare(
+        download_dir=download_dir,
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  return builder
+
+
+def dataset_dir(data_dir_or_builder, config: str | StructnetH36mConfig =
+                "procedural") -> str:
+  """The version directory of a built dataset (holding its extra files).
+
+  Args:
+    data_dir_or_builder: a ``StructnetH36m`` builder, a version directory
+      (holding ``pose_space.npy``), or a TFDS data directory (then the
+      newest built version of ``config`` in it).
+    config: config name (or config) when a data directory is given.
+  """
+  if isinstance(data_dir_or_builder, tfds.core.DatasetBuilder):
+    return os.fspath(data_dir_or_builder.data_dir)
+  path = os.path.expanduser(os.fspath(data_dir_or_builder))
+  if os.path.isfile(os.path.join(path, POSE_SPACE_FILENAME)):
+    return path
+  name = config.name if isinstance(config, tfds.core.BuilderConfig) else config
+  config_dir = os.path.join(path, DATASET_NAME, name)
+  versions = []
+  if os.path.isdir(config_dir):
+    for v in os.listdir(config_dir):
+      try:
+        version = tfds.core.Version(v)
+      except ValueError:
+        continue
+      if os.path.isfile(os.path.join(config_dir, v, POSE_SPACE_FILENAME)):
+        versions.append((version, v))
+  if not versions:
+    raise FileNotFoundError(
+        f"no built {DATASET_NAME}/{name} dataset under {path!r} (looked for "
+        f"{config_dir}/<version>/{POSE_SPACE_FILENAME}). Build it with "
+        f"build_dataset({name!r}, {path!r}), or pass the builder or its "
+        "version directory.")
+  return os.path.join(config_dir, max(versions)[1])
+
+
+def load_pose_space(data_dir_or_builder, config="procedural") -> np.ndarray:
+  """All training poses ``float32 [N, 17, 3]`` mm of a built dataset.
+
+  Args: as ``dataset_dir``.
+  """
+  path = os.path.join(dataset_dir(data_dir_or_builder, config),
+                      POSE_SPACE_FILENAME)
+  return poses_lib.check_poses(np.load(path, allow_pickle=False),
+                               path).astype(np.float32)
+
+
+def load_rgb_stats(data_dir_or_builder, config="procedural") -> dict[str, Any]:
+  """Training RGB statistics: ``{"mean": [3], "cov": [3, 3], ...}`` (numpy).
+
+  Colours in [0, 1] over every pixel of the train split; ``cov`` is the
+  sample covariance.
+
+  Args: as ``dataset_dir``.
+  """
+  path = os.path.join(dataset_dir(data_dir_or_builder, config),
+                      RGB_STATS_FILENAME)
+  with open(path, encoding="utf-8") as f:
+    stats = json.load(f)
+  stats["mean"] = np.asarray(stats["mean"], np.float64)
+  stats["cov"] = np.asarray(stats["cov"], np.float64)
+  if stats["mean"].shape != (3,) or stats["cov"].shape != (3, 3):
+    raise ValueError(f"{path} is malformed: mean {stats['mean'].shape}, cov "
+                     f"{stats['cov'].shape}; rebuild the dataset.")
+  return stats
