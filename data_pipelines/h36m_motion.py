@@ -58,9 +58,10 @@ TEXT_ROOT_SUBSTEPS = 1
 
 # Joints of the 17-joint skeleton used to stand a sequence on the floor.
 _PELVIS, _R_ANKLE, _L_ANKLE, _THORAX = 0, 3, 6, 8
-# A direction along which the supporting foot travels at least this far (RMS,
-# mm) is taken as horizontal when estimating the up direction.
-_MIN_FEET_SPREAD_MM = 200.0
+_R_HIP, _R_KNEE, _L_HIP, _L_KNEE = 1, 2, 4, 5
+# A direction along which the planted feet spread at least this far (RMS, mm)
+# is taken as exactly horizontal when estimating the up direction.
+_MIN_FEET_SPREAD_MM = 150.0
 
 _SUBJECT_RE = re.compile(r"^S\d+$")
 _TEXT_NAME_RE = re.compile(r"^([A-Za-z]+)_(\d+)\.txt$")
@@ -217,38 +218,94 @@ def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return np.eye(3) + s * kx + (1.0 - c) * (kx @ kx)
 
 
-def estimate_up(world_joints) -> np.ndarray:
+def estimate_up(world_joints, *, still_mm_per_frame: float = 8.0,
+                height_noise_mm: float = 30.0, lags=(12, 25, 50),
+                iterations: int = 4) -> np.ndarray:
   """The world's up direction ``[3]`` (unit) seen in a sequence's joints.
 
   The release resets the root to ``R_0 = I`` at the first frame, discarding
   the pelvis' true tilt, so the integrated world is tilted by a constant
-  rotation. The lower ankle of each frame stays on the floor, so every
-  direction along which it travels far (RMS spread of at least 200 mm) is
-  horizontal; up is the mean unit pelvis-to-thorax direction with its
-  components along those directions removed (so it is the normal of the
-  plane the feet walk on when they cover an area, and the mean trunk
-  direction when they barely move).
+  rotation. Only cues that hold for standing and seated people alike are
+  used:
+
+  * horizontal vectors: the ankle-to-ankle vector of frames where both
+    ankles are still (moving less than ``still_mm_per_frame``) and near the
+    lower ankle's height (both feet planted), and the displacement of the
+    lower ankle over ``lags`` frames (the floor foot travelling; short lags
+    keep the slow vertical drift of the integrated root out);
+  * a prior up: the mean unit shin (ankle -> knee) direction plus the mean
+    unit trunk (pelvis -> thorax) direction of the frames where the person
+    stands (thighs along the trunk); in seated frames (thighs across the
+    trunk) the shins alone, which a seated person keeps near vertical while
+    the trunk leans back.
+
+  With ``S`` the second moment of the horizontal vectors, every eigen
+  direction ``d`` of ``S`` with eigenvalue ``e`` shrinks the prior's
+  component along ``d`` by ``e / (e + height_noise_mm**2)``, and removes it
+  exactly where the vectors spread at least 150 mm RMS; so up is the normal
+  of the floor when the feet cover an area, is made orthogonal to the
+  ankle-to-ankle vector when only that is seen, and is the prior when the
+  feet are never planted. Vectors more than ``3 * height_noise_mm`` out of
+  the current horizontal plane (a crossed leg, a lifted foot) are dropped,
+  and the estimate is refined ``iterations`` times. Pure numpy,
+  deterministic.
 
   Args:
-    world_joints: ``[T, 17, 3]`` mm.
+    world_joints: ``[T, 17, 3]`` mm, joint order of ``structnet_jax.poses``.
+    still_mm_per_frame: ankle speed (mm per frame) below which a foot counts
+      as planted.
+    height_noise_mm: expected scatter (mm) of a planted ankle's height.
+    lags: frame lags of the lower ankle's displacements.
+    iterations: refinement passes.
 
   Returns:
     ``[3]`` unit vector, pointing from the feet towards the head.
   """
   joints = np.asarray(world_joints, np.float64)
-  trunk = joints[:, _THORAX] - joints[:, _PELVIS]
-  trunk /= np.maximum(np.linalg.norm(trunk, axis=-1, keepdims=True), 1e-9)
-  up = trunk.mean(axis=0)
-  up /= np.linalg.norm(up)
+  unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True),
+                                  1e-9)
+  num = joints.shape[0]
+  trunk = unit(joints[:, _THORAX] - joints[:, _PELVIS])
+  thighs = unit(joints[:, [_R_KNEE, _L_KNEE]] - joints[:, [_R_HIP, _L_HIP]])
+  shins = unit(joints[:, [_R_KNEE, _L_KNEE]] - joints[:, [_R_ANKLE, _L_ANKLE]])
+  # cos(trunk, thigh) is about -1 standing and about 0 seated.
+  cos = np.einsum("tc,tkc->tk", trunk, thighs).mean(axis=1)
+  standing = np.clip((-0.55 - cos) / 0.35, 0.0, 1.0)
+  prior = unit(shins.mean(axis=(0, 1)) +
+               (standing[:, None] * trunk).sum(axis=0) / num)
   ankles = joints[:, [_R_ANKLE, _L_ANKLE]]
-  lower = np.take_along_axis(
-      ankles, np.argmin(ankles @ up, axis=1)[:, None, None], axis=1)[:, 0]
-  centred = lower - lower.mean(axis=0)
-  _, sv, vt = np.linalg.svd(centred, full_matrices=False)
-  spread = sv / np.sqrt(max(lower.shape[0], 1))
-  for direction in vt[:2][spread[:2] >= _MIN_FEET_SPREAD_MM]:
-    up = up - (up @ direction) * direction
-  return up / np.linalg.norm(up)
+  if num > 1:
+    step = np.linalg.norm(np.diff(ankles, axis=0), axis=-1)
+    speed = np.maximum(np.concatenate([step[:1], step]),
+                       np.concatenate([step, step[-1:]]))
+  else:
+    speed = np.zeros((num, 2))
+  still = speed < still_mm_per_frame
+  up = prior
+  for _ in range(int(iterations)):
+    height = ankles @ up
+    lower = ankles[np.arange(num), np.argmin(height, axis=1)]
+    planted = still & (height - height.min(axis=1, keepdims=True)
+                       < 3 * height_noise_mm)
+    groups = [(ankles[:, 0] - ankles[:, 1])[planted.all(axis=1)],
+              np.concatenate([np.zeros((0, 3))] +
+                             [lower[lag:] - lower[:-lag]
+                              for lag in lags if 0 < lag < num])]
+    moment = np.zeros((3, 3))
+    for vectors in groups:  # each cue's second moment, summed
+      vectors = vectors[np.abs(vectors @ up) < 3 * height_noise_mm]
+      if vectors.shape[0]:
+        moment += vectors.T @ vectors / vectors.shape[0]
+    if not moment.any():
+      return prior
+    eigvals, eigvecs = np.linalg.eigh(moment)
+    up = prior.copy()
+    for e, d in zip(eigvals, eigvecs.T):
+      shrink = (1.0 if e >= _MIN_FEET_SPREAD_MM ** 2
+                else e / (e + height_noise_mm ** 2))
+      up = up - shrink * (up @ d) * d
+    up = unit(up)
+  return up
 
 
 def _running_median(x: np.ndarray, window: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from structnet_jax import evaluate as evaluate_lib
 from structnet_jax import models
 from structnet_jax import trainer
 
-SOURCES = ("blobs", "tfds")
+SOURCES = ("blobs", "tfds", "render")
 
 
 def make_source(config):
@@ -31,9 +31,18 @@ def make_source(config):
   ``"blobs"``: generated image-pose pairs (``data_pipelines/blobs.py``), no
   files. ``"tfds"``: the ``structnet_h36m`` TFDS dataset of config
   ``config.data.tfds_config`` in ``config.data.data_dir``, rendered (or read
-  from the official release) first when it is not there.
+  from the official release) first when it is not there. ``"render"``: the
+  same people rendered and augmented in JAX on the device at every step
+  (``data_pipelines/device_source.py``; no TensorFlow, for accelerators),
+  from ``config.data.motion_path`` (an exp-map ``.npz`` or folder) or, when
+  that is empty, from procedural motion.
   """
   d = config.data
+  options = {k: d[k] for k in ("frame_step", "sequences_per_action",
+                               "frames_per_sequence") if d[k]}
+  if d.actions:
+    options["actions"] = tuple(a.strip() for a in d.actions.split(",")
+                               if a.strip())
   if d.source == "blobs":
     from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
     return blobs.BlobSource.create(
@@ -42,15 +51,16 @@ def make_source(config):
         seed=config.seed)
   if d.source == "tfds":
     from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
-    options = {k: d[k] for k in ("frame_step", "sequences_per_action",
-                                 "frames_per_sequence") if d[k]}
-    if d.actions:
-      options["actions"] = tuple(a.strip() for a in d.actions.split(",")
-                                 if a.strip())
     return tfds_source.TfdsSource.create(
         d.tfds_config, d.data_dir, crop=config.model.image_size,
         pca_noise_std=d.pca_noise_std, motion_path=d.motion_path or None,
         manual_dir=d.manual_dir or None, **options)
+  if d.source == "render":
+    from data_pipelines import device_source  # pylint: disable=g-import-not-at-top
+    return device_source.RenderSource.create(
+        d.motion_path or "procedural", image_size=d.image_size,
+        crop=config.model.image_size, pca_noise_std=d.pca_noise_std,
+        **options)
   raise ValueError(f"config.data.source={config.data.source!r} is unknown; use "
                    f"one of {SOURCES}.")
 

@@ -39,6 +39,16 @@ remaining ones are ignored, since ``optax.chain`` passes every extra argument to
 every transform. Chain it last (or alone): the line search scales the direction
 it is given and the trials assume nothing is applied after it.
 
+Trial costs along the direction. By default every trial evaluates
+``value_fn(params - eta * updates)``. A caller that can evaluate the cost
+along the search direction more cheaply may pass ``value_along_fn(eta) ->
+cost`` with ``value_along_fn(eta) == value_fn(params - eta * updates)`` up to
+rounding; the trials then call it instead (e.g. stage 2 of StructNet, whose
+widest layers see fixed inputs, so their pre-activations are affine in
+``eta`` and all trials share two matrix products: ``structnet_jax/train.py``).
+The chosen step is then checked once with ``value_fn`` itself, and taken only
+if that cost is below ``value``, so the guarantee above holds exactly.
+
 The state is a ``LineSearchState`` of three scalars (no momentum, nothing else
 carried between batches).
 """
@@ -118,8 +128,8 @@ def line_search_sgd(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose ``update(updates, state,
-    params, *, value, value_fn, **extra_args)`` returns ``(-eta * updates,
-    new_state)``; see the module docstring.
+    params, *, value, value_fn, value_along_fn=None, **extra_args)`` returns
+    ``(-eta * updates, new_state)``; see the module docstring.
 
   Raises:
     ValueError: on an invalid argument.
@@ -164,7 +174,9 @@ def line_search_sgd(
                            count=jnp.zeros((), jnp.int32))
 
   def update_fn(updates, state: LineSearchState, params=None, *, value,
-                value_fn: Callable[..., Any], **extra_args):
+                value_fn: Callable[..., Any],
+                value_along_fn: Callable[[Array], Any] | None = None,
+                **extra_args):
     if params is None:
       raise ValueError(
           "line_search_sgd.update needs the current params: call "
@@ -179,6 +191,10 @@ def line_search_sgd(
       raise ValueError(
           "value_fn must be a callable params -> scalar cost, got "
           f"{value_fn!r}.")
+    if value_along_fn is not None and not callable(value_along_fn):
+      raise ValueError(
+          "value_along_fn must be None or a callable eta -> scalar cost "
+          f"(the cost at params - eta * updates), got {value_along_fn!r}.")
     dtype = jnp.asarray(state.value).dtype
     value = jnp.asarray(value)
     if value.shape != ():
@@ -191,15 +207,23 @@ def line_search_sgd(
     def step_updates(eta: Array):
       return jax.tree.map(lambda g: -(eta.astype(g.dtype) * g), updates)
 
-    def trial_cost(eta: Array) -> Array:
-      trial = optax.apply_updates(params, step_updates(eta))
-      cost = jnp.asarray(value_fn(trial, **fn_kwargs))
+    def finite_cost(cost, name: str) -> Array:
+      cost = jnp.asarray(cost)
       if cost.shape != ():
         raise ValueError(
-            f"value_fn must return a scalar cost, got shape {cost.shape}; "
-            "reduce it (e.g. jnp.mean) inside value_fn.")
+            f"{name} must return a scalar cost, got shape {cost.shape}; "
+            f"reduce it (e.g. jnp.mean) inside {name}.")
       cost = jnp.real(cost).astype(dtype)
       return jnp.where(jnp.isfinite(cost), cost, jnp.inf)
+
+    def cost_at(eta: Array) -> Array:
+      trial = optax.apply_updates(params, step_updates(eta))
+      return finite_cost(value_fn(trial, **fn_kwargs), "value_fn")
+
+    def trial_cost(eta: Array) -> Array:
+      if value_along_fn is None:
+        return cost_at(eta)
+      return finite_cost(value_along_fn(eta), "value_along_fn")
 
     def trial_costs(etas: Array) -> Array:
       if trial_batch_size is None:
@@ -216,9 +240,12 @@ def line_search_sgd(
       etas = jnp.concatenate([etas, fine])
       costs = jnp.concatenate([costs, trial_costs(fine)])
     best = jnp.argmin(costs)
-    accept = jnp.isfinite(value) & (costs[best] < value)
+    best_cost = costs[best]
+    if value_along_fn is not None:  # confirm the choice with value_fn itself
+      best_cost = cost_at(etas[best])
+    accept = jnp.isfinite(value) & (best_cost < value)
     eta = jnp.where(accept, etas[best], jnp.zeros((), dtype))
-    new_value = jnp.where(accept, costs[best], value)
+    new_value = jnp.where(accept, best_cost, value)
     # jnp.where (not 0 * g) so a rejected step is exactly zero even if g has
     # NaN/inf; an accepted one is bit-identical to the evaluated trial.
     new_updates = jax.tree.map(

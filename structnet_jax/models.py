@@ -321,8 +321,26 @@ class StructNet(nn.Module):
 
   def hidden(self, c2: Array, c3: Array, train: bool = False) -> Array:
     """h3 ``[B, h3_width]`` from flattened conv features (dropout on h1, h2 in training)."""
-    h1 = self.dropout(nn.relu(self.h1(c2)), deterministic=not train)
-    h2 = self.dropout(nn.relu(self.h2(c3)), deterministic=not train)
+    return self.hidden_from_preactivations(*self.preactivations(c2, c3),
+                                           train=train)
+
+  def preactivations(self, c2: Array, c3: Array) -> tuple[Array, Array]:
+    """``(W1 c2 + b1 [B, h1_width], W2 c3 + b2 [B, h2_width])``.
+
+    Affine in the parameters of h1 and h2: applied with a gradient tree as
+    ``params`` it gives the derivative of the pre-activations along it.
+    """
+    return self.h1(c2), self.h2(c3)
+
+  def hidden_from_preactivations(self, a1: Array, a2: Array,
+                                 train: bool = False) -> Array:
+    """h3 ``[B, h3_width]`` from the pre-activations of h1 and h2.
+
+    The dropout masks are drawn in the same order as in ``hidden``, so with
+    the same ``"dropout"`` key both give the same h3.
+    """
+    h1 = self.dropout(nn.relu(a1), deterministic=not train)
+    h2 = self.dropout(nn.relu(a2), deterministic=not train)
     return nn.relu(self.h3(jnp.concatenate([h1, h2], axis=-1)))
 
   def embed_hidden(self, h3: Array) -> Array:
@@ -390,15 +408,30 @@ def is_trunk_path(path: tuple[str, ...]) -> bool:
   return len(path) > 0 and path[0] == "trunk"
 
 
+def weight_inner(a, b) -> Array:
+  """``sum_j <A_j, B_j>_F`` over the fully-connected kernels of two param trees.
+
+  The trees must have the same structure (e.g. params and their gradient);
+  biases and the conv trunk are not included. ``weight_inner(p, p)`` is
+  ``weight_l2(p)``.
+  """
+  total = jnp.zeros((), jnp.float32)
+  leaves_b = jax.tree_util.tree_leaves(b)
+  flat_a = jax.tree_util.tree_flatten_with_path(a)[0]
+  if len(flat_a) != len(leaves_b):
+    raise ValueError("weight_inner needs two parameter trees of the same "
+                     "structure.")
+  for (path, leaf_a), leaf_b in zip(flat_a, leaves_b):
+    keys = tuple(getattr(p, "key", str(p)) for p in path)
+    if keys[-1] == "kernel" and not is_trunk_path(keys):
+      total = total + jnp.sum(leaf_a * leaf_b)
+  return total
+
+
 def weight_l2(params) -> Array:
   """Sum of squared Frobenius norms of the fully-connected weight matrices.
 
   Eq. 12's ``sum_j ||W_j||_F^2`` over W1..W7 (kernels of h1..h6 and the pose
   head); biases and the conv trunk are not included.
   """
-  total = jnp.zeros((), jnp.float32)
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    keys = tuple(getattr(p, "key", str(p)) for p in path)
-    if keys[-1] == "kernel" and not is_trunk_path(keys):
-      total = total + jnp.sum(jnp.square(leaf))
-  return total
+  return weight_inner(params, params)

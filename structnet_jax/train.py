@@ -199,6 +199,59 @@ def max_margin_cost(model: models.StructNet, config, params, constants,
   variables = {"params": params, **constants}
   h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
                    rngs={"dropout": dropout_key})
+  return _max_margin_terms(model, config, variables, h3, poses, violated,
+                           margin_violated, models.weight_l2(params))
+
+
+def max_margin_cost_along(model: models.StructNet, config, params, constants,
+                          trainable, direction, c2: Array, c3: Array,
+                          poses: Array, violated: Array,
+                          margin_violated: Array, dropout_key: Array):
+  """``eta -> cost`` of ``max_margin_cost`` at ``trainable - eta * direction``.
+
+  For the line search of stage 2, where the conv features ``c2, c3`` are
+  fixed. The pre-activations of the two widest layers are affine in the step
+  size, ``(W - eta G) c + (b - eta g) = (W c + b) - eta (G c + g)``, and so is
+  the weight decay a quadratic, ``||W - eta G||^2 = ||W||^2 - 2 eta <W, G> +
+  eta^2 ||G||^2``; both are computed once here, so a trial costs only the
+  layers from h3 on. Equal to ``max_margin_cost(merge(params, trainable -
+  eta * direction), ...)`` up to rounding, with the same dropout masks.
+
+  Args:
+    params: all parameters (the frozen trunk included).
+    trainable: the trained part of ``params`` (no trunk); ``direction`` has
+      its structure (the gradient).
+    Others: as ``max_margin_cost``.
+
+  Returns:
+    A function ``eta [] -> cost []``.
+  """
+  base = _merge(params, trainable)
+  a1, a2 = model.apply({"params": base, **constants}, c2, c3,
+                       method=models.StructNet.preactivations)
+  d1, d2 = model.apply({"params": _merge(params, direction), **constants},
+                       c2, c3, method=models.StructNet.preactivations)
+  reg0 = models.weight_l2(trainable)
+  reg1 = models.weight_inner(trainable, direction)
+  reg2 = models.weight_l2(direction)
+
+  def cost(eta: Array) -> Array:
+    moved = jax.tree_util.tree_map(lambda p, g: p - eta.astype(p.dtype) * g,
+                                   trainable, direction)
+    variables = {"params": _merge(params, moved), **constants}
+    h3 = model.apply(variables, a1 - eta * d1, a2 - eta * d2, train=True,
+                     method=models.StructNet.hidden_from_preactivations,
+                     rngs={"dropout": dropout_key})
+    reg = reg0 - 2.0 * eta * reg1 + eta * eta * reg2
+    return _max_margin_terms(model, config, variables, h3, poses, violated,
+                             margin_violated, reg)[0]
+
+  return cost
+
+
+def _max_margin_terms(model, config, variables, h3, poses, violated,
+                      margin_violated, reg):
+  """Eq. 12 from h3 ``[B, h3_width]`` and the weight decay ``reg []``."""
   f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
   f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
   f_hat = model.apply(variables, violated, method=models.StructNet.embed_pose)
@@ -207,7 +260,6 @@ def max_margin_cost(model: models.StructNet, config, params, constants,
   pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
   target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
   l_p = losses.pose_regression_loss(pred, target)
-  reg = models.weight_l2(params)
   cost = (jnp.mean(l_m) + config.loss.pose_weight * jnp.mean(l_p) +
           config.loss.weight_decay * reg)
   return cost, {"margin_loss": jnp.mean(l_m), "pose_loss": jnp.mean(l_p),
@@ -299,8 +351,14 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
 
     (value, aux), grads = jax.value_and_grad(cost_and_aux, has_aux=True)(
         trainable)
+    along = {}
+    if s2.freeze_trunk:  # trials share the h1/h2 products (line search only)
+      along["value_along_fn"] = max_margin_cost_along(
+          model, config, params, state.constants, trainable, grads, c2, c3,
+          poses, violated, margin_violated, dropout_key)
     updates, opt_state = tx.update(grads, state.opt_state, trainable,
-                                   value=value, grad=grads, value_fn=cost)
+                                   value=value, grad=grads, value_fn=cost,
+                                   **along)
     trainable = optax.apply_updates(trainable, updates)
     counts = working_set.record_violations(state.violation_counts,
                                            cand_idx[hat])

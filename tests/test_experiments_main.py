@@ -37,3 +37,27 @@ def test_misspelt_config_field_is_refused(tmp_path):
   run = _main(tmp_path, "--config.train.bach_size=3")
   assert run.returncode != 0
   assert "bach_size" in run.stderr
+
+
+def test_render_source_trains_and_evaluates_on_device(tmp_path):
+  """config.data.source=render: people rendered in JAX, no TensorFlow."""
+  from experiments import pipeline  # pylint: disable=g-import-not-at-top
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  config.data.source = "render"
+  config.data.actions = "walking"
+  config.data.sequences_per_action = 1
+  config.data.frames_per_sequence = 10
+  config.data.frame_step = 5
+  config.stage1.num_steps = config.stage2.num_steps = 2
+  config.stage2.num_candidates = 16
+  config.train.batch_size = 8
+  config.eval.batch_size = 8
+  config.eval.avg_sizes = (2, 5)
+  run = pipeline.Run.create(config, str(tmp_path))
+  assert run.source.pose_space.shape == (5 * 4 * 2, 17, 3)  # 5 subjects x 4 cameras x 2 frames
+  run.train()
+  report = run.evaluate()
+  assert "StructNet-Avg(5)" in report["markdown"]
+  assert "walking" in report["markdown"]
+  assert len(report["result"]["poses"]) == 2 * 4 * 2  # S9, S11 x 4 cameras x 2 frames

@@ -236,8 +236,14 @@ def test_align_stands_the_sequence_upright_on_the_floor():
   # A rigid motion: all pairwise distances are unchanged.
   d = lambda j: np.linalg.norm(j[:, :, None] - j[:, None], axis=-1)
   np.testing.assert_allclose(d(aligned), d(joints), atol=1e-2)
-  # Standing still: no foot travel, so the mean trunk direction is up.
-  still = np.repeat(joints[:1], 5, axis=0) @ tilt.T
+  # Standing still on one foot, legs along the trunk: no horizontal cue, so
+  # the mean trunk (and shin) direction is up.
+  still = np.repeat(joints[:1], 5, axis=0)
+  trunk_dir = still[0, 8] - still[0, 0]
+  for hip, knee, ankle in ((1, 2, 3), (4, 5, 6)):
+    still[:, knee] = still[:, ankle] + 0.5 * trunk_dir
+    still[:, hip] = still[:, ankle] + trunk_dir
+  still = still @ tilt.T
   trunk = (joints[0, 8] - joints[0, 0]) / np.linalg.norm(joints[0, 8] - joints[0, 0])
   np.testing.assert_allclose(h36m_motion.estimate_up(still), tilt @ trunk,
                              atol=1e-6)
@@ -251,6 +257,8 @@ def test_floor_window_removes_slow_drift_and_keeps_short_moves():
   joints[:, 6] = [0, 100, 0]
   joints[:, 0] = [0, 0, 900]
   joints[:, 8] = [0, 0, 1400]
+  joints[:, [1, 2, 4, 5]] = [[0, -100, 900], [0, -100, 450], [0, 100, 900],
+                             [0, 100, 450]]  # legs straight
   joints[50:58, 0, 2] -= 300  # a short crouch; the feet stay down
   drift = np.linspace(0, 600, frames)  # the root drifting up 0.6 m
   seen = joints + np.stack([0 * drift, 0 * drift, drift], 1)[:, None]
@@ -260,6 +268,33 @@ def test_floor_window_removes_slow_drift_and_keeps_short_moves():
   # One constant floor leaves the drift in.
   const = h36m_motion.align_to_floor(seen)
   assert np.ptp(const[:, 3, 2]) == pytest.approx(600.0, abs=1e-2)
+
+
+def test_align_recovers_the_floor_of_a_seated_person():
+  # Seated: trunk leaning back 30 degrees, thighs forward, shins vertical,
+  # feet planted apart with small sway; the whole sequence tilted at random.
+  rng = np.random.default_rng(11)
+  frames = 150
+  t = np.arange(frames)[:, None]
+  joints = np.zeros((frames, 17, 3))
+  joints[:] = rng.normal(scale=30, size=(17, 3)) + [0, 0, 700]
+  joints[:, 0] = [0, 0, 450]
+  joints[:, 1], joints[:, 4] = [0, -100, 450], [0, 100, 450]
+  joints[:, 2], joints[:, 5] = [420, -120, 450], [420, 120, 450]
+  joints[:, 3], joints[:, 6] = [420, -130, 0], [420, 130, 0]
+  lean = np.radians(30)
+  joints[:, 8] = [-500 * np.sin(lean), 0, 450 + 500 * np.cos(lean)]
+  joints[:, 10] = [-700 * np.sin(lean), 0, 450 + 700 * np.cos(lean)]
+  joints[:, [0, 7, 8, 9, 10]] += 15 * np.sin(0.1 * t)[:, None] * [1, 0.5, 0]
+  joints += rng.normal(scale=2.0, size=joints.shape)
+  tilt = Rotation.from_rotvec(rng.normal(scale=0.5, size=3)).as_matrix()
+  seen = joints @ tilt.T + [100, 200, -300]
+  up = h36m_motion.estimate_up(seen)
+  error = np.degrees(np.arccos(np.clip(up @ (tilt @ [0, 0, 1]), -1, 1)))
+  assert error < 3.0
+  aligned = h36m_motion.align_to_floor(seen).astype(np.float64)
+  np.testing.assert_allclose(aligned[:, [3, 6], 2], 0.0, atol=15.0)
+  assert np.median(aligned[:, 0, 2]) == pytest.approx(450.0, abs=15.0)
 
 
 def test_loaded_sequences_are_aligned_by_default(dataset):

@@ -370,3 +370,40 @@ def test_update_validation():
     opt.update(x, state, x, value=x, value_fn=jnp.sum)
   with pytest.raises(ValueError, match="needs the current params"):
     opt.update(x, state, None, value=jnp.sum(x), value_fn=jnp.sum)
+
+
+def test_value_along_fn_replaces_the_trials_and_is_confirmed_by_value_fn():
+  target = jnp.asarray([1.0, -2.0, 0.5])
+  params = {"w": jnp.zeros(3)}
+
+  def cost(p):
+    return jnp.sum(jnp.square(p["w"] - target))
+
+  value, grad = jax.value_and_grad(cost)(params)
+  calls = []
+
+  def along(eta):  # exact: cost(params - eta * grad)
+    calls.append(eta)
+    return jnp.sum(jnp.square(-eta * grad["w"] - target))
+
+  opt = line_search.line_search_sgd()
+  updates, state = opt.update(grad, opt.init(params), params, value=value,
+                              value_fn=cost, value_along_fn=along)
+  assert calls  # the trials went through value_along_fn
+  # Minimum of ||-eta g - t||^2 with g = -2 t: eta = 0.5.
+  np.testing.assert_allclose(state.step_size, 0.5, rtol=0.1)
+  np.testing.assert_allclose(state.value, cost(optax.apply_updates(params,
+                                                                   updates)),
+                             rtol=1e-6)
+
+  # A value_along_fn that lies (claims every step helps) is caught by the
+  # confirmation with value_fn: the step is rejected.
+  updates, state = opt.update(grad, opt.init(params), params, value=value,
+                              value_fn=lambda p: cost(p) + 1e3 * jnp.sum(
+                                  jnp.abs(p["w"])),
+                              value_along_fn=lambda eta: -1.0 + 0 * eta)
+  assert float(state.step_size) == 0.0
+  np.testing.assert_array_equal(updates["w"], 0.0)
+  with pytest.raises(ValueError, match="value_along_fn"):
+    opt.update(grad, opt.init(params), params, value=value, value_fn=cost,
+               value_along_fn=3.0)

@@ -172,3 +172,38 @@ def test_max_margin_cost_gradient_matches_finite_differences():
     assert (np.asarray(aux["margin_losses"]) > 0).all()  # Eq. 6 is active
     test_util.check_grads(cost, (params,), order=1, modes=["rev"], eps=1e-6,
                           atol=1e-6, rtol=1e-5)
+
+
+def test_cost_along_direction_equals_cost_at_moved_params():
+  """The line search's shared-product cost along -grad vs the plain cost."""
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  from structnet_jax import train  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  model = models.StructNet(conv_features=(3, 4, 4), conv_kernel_sizes=(3, 3, 3),
+                           h1_width=6, h2_width=5, h3_width=7, embed_dim=4,
+                           pose_hidden=5, dropout_rate=0.5)
+  rng = np.random.default_rng(5)
+  poses = rng.normal(scale=300, size=(8, 17, 3))
+  with jax.enable_x64(True):
+    variables = models.init_variables(model, jax.random.PRNGKey(1), 24,
+                                      models.pose_stats_from(poses))
+    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                       variables)
+    params, constants = train.split_variables(variables)
+    images = jnp.asarray(rng.uniform(size=(4, 24, 24, 3)))
+    c2, c3 = model.apply(variables, images, method=model.features)
+    y, y_hat = jnp.asarray(poses[:4]), jnp.asarray(poses[4:])
+    margin = jnp.asarray(rng.uniform(1, 3, size=4))
+    key = jax.random.PRNGKey(3)
+    trainable = {k: v for k, v in params.items() if k != "trunk"}
+    direction = jax.tree_util.tree_map(
+        lambda a: jnp.asarray(rng.normal(size=a.shape)), trainable)
+    along = train.max_margin_cost_along(model, config, params, constants,
+                                        trainable, direction, c2, c3, y, y_hat,
+                                        margin, key)
+    for eta in (0.0, 1e-3, 0.1, 2.0):
+      moved = {**params, **jax.tree_util.tree_map(
+          lambda p, g: p - eta * g, trainable, direction)}
+      want = train.max_margin_cost(model, config, moved, constants, c2, c3, y,
+                                   y_hat, margin, key)[0]
+      np.testing.assert_allclose(along(jnp.asarray(eta)), want, rtol=1e-10)

@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- data ---------------------------------------------------------------
   c.data = ml_collections.ConfigDict()
-  c.data.source = "blobs"          # blobs (generated, no files) | tfds
+  c.data.source = "blobs"          # blobs (generated, no files) | tfds | render (JAX, on device)
   c.data.image_size = 128          # stored crop side (pixels)
   c.data.num_test = 2000           # blobs: test examples
   c.data.pose_space_size = 20000   # blobs: poses in the candidate space Y
@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   # in data_dir on first use.
   c.data.tfds_config = "procedural"  # procedural | h36m_motion | h36m_release
   c.data.data_dir = "~/tensorflow_datasets"
-  c.data.motion_path = ""          # h36m_motion: the exp-map .npz or folder
+  c.data.motion_path = ""          # h36m_motion / render: exp-map .npz or folder ("" = procedural for render)
   c.data.manual_dir = ""           # h36m_release: the official release folder
   # Dataset options (0 / "": the builder config's own default); a dataset
   # with changed options gets its own folder (tfds_builder.make_config).
@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.sequences_per_action = 0  # procedural: clips per subject and action
   c.data.frames_per_sequence = 0   # procedural: frames per clip
   c.data.actions = ""              # comma-separated action names; "" = all
-  c.data.pca_noise_std = 0.1       # tfds: PCA colour-noise strength
+  c.data.pca_noise_std = 0.1       # tfds / render: PCA colour-noise strength
 
   # --- network (Figure 1) -------------------------------------------------
   c.model = ml_collections.ConfigDict()

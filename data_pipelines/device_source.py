@@ -1,0 +1,573 @@
+"""An on-device training/evaluation source: render and augment in JAX per step.
+
+Machines without TensorFlow cannot read the ``structnet_h36m`` TFDS dataset
+through ``input_pipeline``. ``RenderSource`` serves the same data without it:
+the motion (procedural, or Human3.6M exponential maps) is filmed through the
+Human3.6M rig exactly as ``synthesize.render_sequence_examples`` films it
+(same retargeting, ankle lift, camera-frame joints, subject appearance, room
+floor, crop box and renderer), but the images are rendered on the device,
+every training step, instead of once into files.
+
+It has the interface of the experiments layer (``experiments/pipeline.py``;
+see ``tfds_source`` and ``blobs.BlobSource``):
+
+* ``pose_space``: ``[N, 17, 3]`` float32 mm, every training pose label (the
+  candidate set Y), in the order sequence (subject, action, subaction), then
+  camera, then frame -- the order of the TFDS dataset's ``pose_space.npy``;
+* ``train_batch(step, batch_size, seed)``: ``{"image": float32 [B, crop, crop,
+  3], "pose": float32 [B, 17, 3] mm}`` device arrays, a pure function of
+  ``(seed, step)``;
+* ``eval_batches(batch_size, split)``: every example of ``split`` once, in
+  order, centre-cropped, the last batch padded (repeating the last example)
+  with ``mask [B] bool`` and the labels ``action``/``subject`` (numpy str)
+  and ``camera`` (int).
+
+Host side, once (``RenderSource.create``): load the motion, put each sequence
+on its subject's body, and build for each split flat arrays over (sequence,
+camera, kept frame): the camera-frame joints to render (``[M, 17, 3]``), the
+root-relative pose labels, a view index (subject x camera: intrinsics and
+room floor), a subject index (appearance), action/subject/camera/frame
+labels. The per-subject ``Appearance`` s are stacked into one batched
+``Appearance``; intrinsics and floors into ``[V, ...]`` tables. Everything is
+put on the device once.
+
+Training step (three jitted device calls, dispatched asynchronously: indices,
+renderer, augmentation; the renderer's compilation is shared with evaluation
+batches of the same size): example indices from a per-epoch permutation of
+the training examples (seeded by ``seed``; position ``step * B + i`` of the
+endless stream), gather, ``render.render_batch`` at ``image_size``, Gaussian
+sensor noise of the subject's ``noise_std`` as ``synthesize`` adds it
+(on the uint8 image, rounded and clipped), ``[0, 1]`` float32, then
+``augment.augment``: a random ``crop x crop`` window and PCA colour noise
+from the RGB covariance of a sample of rendered training images (estimated
+once at creation). The randomness of step ``s`` comes from
+``fold_in(PRNGKey(seed), s)``.
+
+Differences from the TFDS data: the sensor noise of a training image is
+drawn afresh each time the example is drawn (the dataset freezes one draw per
+example), and the RGB covariance comes from a sample of training images,
+not all of them. With ``pixel_noise=False`` in both, an example renders like
+``render_sequence_examples``' (same label bit for bit, image up to float
+rounding of the batched renderer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data_pipelines import appearance as appearance_lib
+from data_pipelines import augment
+from data_pipelines import cameras as cameras_lib
+from data_pipelines import render
+from data_pipelines import synthesize
+from structnet_jax import poses as poses_lib
+
+TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
+TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+@dataclasses.dataclass
+class SplitArrays:
+  """Flat per-example arrays of one split (host copies, numpy).
+
+  Attributes:
+    joints: ``[M, 17, 3]`` float32 mm, camera frame, what is rendered.
+    pose: ``[M, 17, 3]`` float32 mm, root-relative camera-frame labels.
+    view: ``[M]`` int32 index into the source's views (subject x camera).
+    subject_index: ``[M]`` int32 index into the source's ``subjects``.
+    subject, action: ``[M]`` str labels.
+    subaction, camera, frame: ``[M]`` int32 labels (camera 1..4; frame the
+      row of the source sequence).
+  """
+  joints: np.ndarray
+  pose: np.ndarray
+  view: np.ndarray
+  subject_index: np.ndarray
+  subject: np.ndarray
+  action: np.ndarray
+  subaction: np.ndarray
+  camera: np.ndarray
+  frame: np.ndarray
+
+  def __len__(self) -> int:
+    return int(self.pose.shape[0])
+
+
+def _check_int(name, value, minimum):
+  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+      or value < minimum):
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+  return int(value)
+
+
+def _check_subjects(name, subjects) -> tuple[str, ...]:
+  if isinstance(subjects, str) or subjects is None:
+    subjects = (subjects,) if subjects else ()
+  subjects = tuple(subjects)
+  if not subjects or len(set(subjects)) != len(subjects):
+    raise ValueError(
+        f"{name} must be a non-empty sequence of distinct subject names such "
+        f"as ('S1', 'S5'), got {subjects!r}.")
+  for s in subjects:
+    if not isinstance(s, str):
+      raise ValueError(f"{name}: subject names must be strings, got {s!r}.")
+    synthesize.check_subject(s)
+  return subjects
+
+
+def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
+  """Motion sequences of ``subjects`` and the positions to keep in each."""
+  if isinstance(motion, str) and motion == "procedural":
+    from data_pipelines import procedural_motion  # pylint: disable=g-import-not-at-top
+    seqs = procedural_motion.generate_motion(
+        list(subjects), None if actions is None else list(actions),
+        **procedural)
+    return [(s, np.arange(0, s.num_frames, frame_step)) for s in seqs]
+  from data_pipelines import h36m_motion  # pylint: disable=g-import-not-at-top
+  seqs = h36m_motion.load_expmap_motion(
+      motion, procedural.get("skeleton_path"), subjects=list(subjects),
+      step=frame_step)
+  seqs = list(seqs.values())
+  if actions is not None:
+    available = sorted({s.action for s in seqs})
+    unknown = [a for a in actions if a.lower() not in available]
+    if unknown:
+      raise ValueError(
+          f"unknown action(s) {unknown} for {motion}; it holds {available}.")
+    wanted = {a.lower() for a in actions}
+    seqs = [s for s in seqs if s.action in wanted]
+  # Loaded sub-sampled already (as tfds_builder does): keep every frame.
+  return [(s, np.arange(s.num_frames)) for s in seqs]
+
+
+def _split_arrays(seq_keeps, cams, subject_index, view_index, *, body_seed,
+                  split) -> SplitArrays:
+  """Films the sequences as ``synthesize.render_sequence_examples`` does."""
+  cols = {k: [] for k in ("joints", "pose", "view", "subject_index",
+                          "subject", "action", "subaction", "camera",
+                          "frame")}
+  for seq, keep in seq_keeps:
+    if keep.size == 0:
+      continue
+    subject = seq.subject
+    world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
+    if world.ndim != 3:
+      raise ValueError(f"{subject}/{seq.action}: world_joints must have shape "
+                       f"[T, 17, 3] mm, got {world.shape}.")
+    rows = getattr(seq, "frame_indices", None)
+    rows = (np.arange(world.shape[0]) if rows is None
+            else np.asarray(rows).reshape(-1))
+    joints = synthesize.subject_world_joints(seq, body_seed=body_seed)
+    lifted = joints[keep] + np.array([0.0, 0.0, synthesize.ANKLE_HEIGHT_MM])
+    for camera in cams:
+      cam = cameras_lib.camera_for(subject, camera - 1)
+      cam_joints = synthesize.camera_frame_joints(lifted, cam)
+      if not np.all(cam_joints[..., 2] > 1.0):
+        raise ValueError(
+            f"{subject}/{seq.action}/{seq.subaction} camera {camera}: some "
+            "joints are behind the camera. World joints must be in mm, z up, "
+            "within the capture volume.")
+      n = keep.size
+      cols["joints"].append(cam_joints.astype(np.float32))
+      cols["pose"].append(
+          (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
+           ).astype(np.float32))
+      cols["view"].append(np.full(n, view_index[(subject, camera)], np.int32))
+      cols["subject_index"].append(np.full(n, subject_index[subject],
+                                           np.int32))
+      cols["subject"].append(np.full(n, subject, object))
+      cols["action"].append(np.full(n, str(seq.action), object))
+      cols["subaction"].append(np.full(n, int(seq.subaction), np.int32))
+      cols["camera"].append(np.full(n, camera, np.int32))
+      cols["frame"].append(rows[keep].astype(np.int32))
+  if not cols["pose"]:
+    raise ValueError(
+        f"the {split} split is empty: no kept frames for its subjects, "
+        "actions and cameras (check the subjects against the motion source, "
+        "the actions, and frame_step against the sequence lengths).")
+  out = {k: np.concatenate(v) for k, v in cols.items()}
+  for k in ("subject", "action"):
+    out[k] = out[k].astype(str)
+  return SplitArrays(**out)
+
+
+def _pixel_noise(key, images_u8, std):
+  """``synthesize._pixel_noise`` in JAX: uint8 ``[B, H, W, 3]`` + N(0, (255
+  std)^2) per pixel, rounded and clipped, as float32 in 0..255."""
+  noise = jax.random.normal(key, images_u8.shape, jnp.float32)
+  noisy = images_u8.astype(jnp.float32) + noise * (
+      255.0 * std)[:, None, None, None]
+  return jnp.clip(jnp.round(noisy), 0.0, 255.0)
+
+
+def _render_u8(idx, arrays, tables, *, image_size, supersample, margin,
+               chunk):
+  """Renders examples ``idx`` [B] of a split: uint8 ``[B, S, S, 3]``."""
+  joints, view, subj = arrays
+  appearance, focal, center, floor, _ = tables
+  v, s = view[idx], subj[idx]
+  look = jax.tree.map(lambda a: a[s], appearance)
+  room = jax.tree.map(lambda a: a[v], floor)
+  out = render.render_batch(joints[idx], focal[v], center[v], look, room,
+                            out_size=image_size, margin=margin,
+                            supersample=supersample, chunk=chunk)
+  return out.image
+
+
+def stream_position(step: int, batch_size: int, num: int) -> tuple[int, int]:
+  """``(epoch, offset)`` of the first example of ``step`` in the endless
+  stream of ``num``-example epochs (host-side Python ints: no overflow)."""
+  start = int(step) * int(batch_size)
+  return start // num, start % num
+
+
+def epoch_indices(order_key, epoch, offset, batch_size: int, num: int):
+  """Example indices ``[batch_size]`` from stream position ``(epoch,
+  offset)`` on, in an endless stream of per-epoch permutations of ``num``
+  examples (epoch ``e`` permuted by ``fold_in(order_key, e)``). ``epoch`` and
+  ``offset`` may be traced; ``batch_size`` and ``num`` are static."""
+  spans = batch_size // num + 2  # epochs one batch can touch, at most
+  perms = jax.vmap(lambda e: jax.random.permutation(
+      jax.random.fold_in(order_key, e), num))(epoch + jnp.arange(spans))
+  return perms.reshape(-1)[offset + jnp.arange(batch_size)]
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "num"))
+def _train_indices(base, epoch, offset, *, batch_size, num):
+  return epoch_indices(jax.random.split(base)[0], epoch, offset, batch_size,
+                       num)
+
+
+@functools.partial(jax.jit, static_argnames=("crop", "pixel_noise"))
+def _train_finish(base, step, images, idx, pose, subj, noise_std, eigvals,
+                  eigvecs, pca_std, *, crop, pixel_noise):
+  """Sensor noise (std ``noise_std[subj[idx]]``), [0, 1] floats, random crop
+  and PCA colour noise, with the randomness of ``fold_in(base, step)``;
+  gathers the pose labels."""
+  k_pix, k_aug = jax.random.split(jax.random.fold_in(base, step))
+  if pixel_noise:
+    images = _pixel_noise(k_pix, images, noise_std[subj[idx]])
+  images = images.astype(jnp.float32) / 255.0
+  images = augment.augment(k_aug, images, crop, eigvals, eigvecs, pca_std)
+  return {"image": images, "pose": pose[idx]}
+
+
+_render_u8_jit = jax.jit(_render_u8, static_argnames=(
+    "image_size", "supersample", "margin", "chunk"))
+
+
+@functools.partial(jax.jit, static_argnames=("crop", "pixel_noise"))
+def _eval_finish(images, idx, std, noise_key, *, crop, pixel_noise):
+  """uint8 renders -> centre crops float32 [0, 1]; the sensor noise (std
+  ``std [B]``) of example ``idx[b]`` comes from ``fold_in(noise_key,
+  idx[b])`` (independent of the batching)."""
+  if pixel_noise:
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(noise_key, idx)
+    images = jax.vmap(lambda k, im, s: _pixel_noise(k, im[None], s[None])[0])(
+        keys, images, std)
+  images = images.astype(jnp.float32) / 255.0
+  return augment.center_crop(images, crop)
+
+
+@dataclasses.dataclass
+class RenderSource:
+  """Renders and augments Human3.6M-rig examples on the device (module doc).
+
+  Attributes:
+    pose_space: ``[N, 17, 3]`` float32 mm, all training pose labels.
+    splits: ``{"train": SplitArrays, "test": SplitArrays}`` (host copies).
+    subjects: subject names, train then test (``subject_index`` order).
+    cameras: camera numbers (1..4) filmed with.
+    image_size: side of the rendered crop (the TFDS dataset's ``crop_size``).
+    crop: network input side (random window for training, centre for eval).
+    pca_noise_std: std of the PCA colour-noise coefficients.
+    pixel_noise: add the subjects' Gaussian sensor noise.
+    eigvals, eigvecs: PCA basis of the training RGB covariance.
+    rgb_cov: ``[3, 3]`` that covariance (of the sample of rendered images).
+  """
+  pose_space: np.ndarray
+  splits: dict
+  subjects: tuple
+  cameras: tuple
+  image_size: int
+  crop: int
+  supersample: int
+  margin: float
+  pca_noise_std: float
+  pixel_noise: bool
+  appearance_seed: int
+  render_chunk: int
+  eigvals: np.ndarray
+  eigvecs: np.ndarray
+  rgb_cov: np.ndarray
+  _tables: Any = dataclasses.field(repr=False)
+  _device: tuple = dataclasses.field(repr=False)
+
+  @classmethod
+  def create(cls, motion: str | os.PathLike = "procedural", *,
+             train_subjects: Sequence[str] = TRAIN_SUBJECTS,
+             test_subjects: Sequence[str] = TEST_SUBJECTS,
+             actions: Sequence[str] | None = None,
+             cameras: Sequence[int] = synthesize.CAMERAS,
+             frame_step: int = 5,
+             test_frame_step: int | None = None,
+             image_size: int = 128,
+             crop: int = 112,
+             seed: int = 0,
+             pca_noise_std: float = 0.1,
+             sequences_per_action: int = 2,
+             frames_per_sequence: int = 250,
+             fps: float = 50.0,
+             supersample: int = 2,
+             margin: float = 0.2,
+             body_seed: int = 0,
+             appearance_seed: int = 0,
+             pixel_noise: bool = True,
+             skeleton_path: str | None = None,
+             rgb_sample_size: int = 256,
+             render_chunk: int = 8) -> "RenderSource":
+    """Loads the motion, films it, and estimates the RGB covariance.
+
+    Args:
+      motion: ``"procedural"`` (``procedural_motion.generate_motion``) or the
+        path of a Human3.6M exponential-map ``.npz`` / folder
+        (``h36m_motion.load_expmap_motion``).
+      train_subjects, test_subjects: disjoint subjects of the rig.
+      actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
+        Human3.6M: e.g. ``"walking"``); None for all.
+      cameras: camera numbers 1..4, each a separate view.
+      frame_step: keep every ``frame_step``-th frame (train; and test unless
+        ``test_frame_step`` is given).
+      test_frame_step: the test split's frame step (default ``frame_step``).
+      image_size: side of the rendered crop, pixels (the TFDS ``crop_size``).
+      crop: network input side, ``<= image_size``.
+      seed: procedural motion seed (as the TFDS config's ``seed``).
+      pca_noise_std: std of the PCA colour-noise coefficients (0: off).
+      sequences_per_action, frames_per_sequence, fps: procedural options.
+      supersample: rays per pixel side (2: anti-aliased).
+      margin: crop margin around the joints' 2D box (fraction of its side).
+      body_seed, appearance_seed: seeds of the subjects' bodies and looks.
+      pixel_noise: add the subjects' Gaussian sensor noise.
+      skeleton_path: ``h36m_skeleton32.json`` for exp-map motion (default:
+        beside the motion file).
+      rgb_sample_size: training images rendered to estimate the covariance.
+      render_chunk: examples vmapped together per step of the renderer's
+        ``lax.map`` (memory vs. parallelism; results do not depend on it).
+
+    Raises:
+      ValueError: bad options, unknown or overlapping subjects, unknown
+        cameras or actions, a missing motion path, an empty split.
+    """
+    train_subjects = _check_subjects("train_subjects", train_subjects)
+    test_subjects = _check_subjects("test_subjects", test_subjects)
+    overlap = sorted(set(train_subjects) & set(test_subjects))
+    if overlap:
+      raise ValueError(f"subject(s) {overlap} are in both train_subjects and "
+                       "test_subjects; the splits must not share people.")
+    cams = synthesize.check_cameras(cameras)
+    frame_step = _check_int("frame_step", frame_step, 1)
+    test_frame_step = (frame_step if test_frame_step is None else
+                       _check_int("test_frame_step", test_frame_step, 1))
+    image_size = _check_int("image_size", image_size, 8)
+    crop = _check_int("crop", crop, 1)
+    if crop > image_size:
+      raise ValueError(f"crop={crop} is larger than image_size={image_size}; "
+                       "the network input is a window of the rendered crop.")
+    supersample = _check_int("supersample", supersample, 1)
+    render_chunk = _check_int("render_chunk", render_chunk, 1)
+    rgb_sample_size = _check_int("rgb_sample_size", rgb_sample_size, 1)
+    appearance_seed = _check_int("appearance_seed", appearance_seed, 0)
+    body_seed = _check_int("body_seed", body_seed, 0)
+    seed = _check_int("seed", seed, 0)
+    if not (np.isscalar(pca_noise_std) and np.isfinite(pca_noise_std)
+            and pca_noise_std >= 0):
+      raise ValueError(f"pca_noise_std must be a finite number >= 0, got "
+                       f"{pca_noise_std!r}.")
+    if not (np.isscalar(margin) and np.isfinite(margin) and margin >= 0):
+      raise ValueError(f"margin must be a number >= 0 (fraction of the "
+                       f"joints' 2D box), got {margin!r}.")
+    if not isinstance(pixel_noise, (bool, np.bool_)):
+      raise ValueError(f"pixel_noise must be True or False, got "
+                       f"{pixel_noise!r}.")
+    if actions is not None:
+      if isinstance(actions, str):
+        actions = (actions,)
+      actions = tuple(actions)
+      if not actions or not all(isinstance(a, str) and a for a in actions):
+        raise ValueError(f"actions must be None (all) or a non-empty "
+                         f"sequence of action names, got {actions!r}.")
+    if not isinstance(motion, str) or motion != "procedural":
+      if not isinstance(motion, (str, os.PathLike)):
+        raise ValueError(f"motion must be 'procedural' or the path of an "
+                         f"exponential-map .npz or folder, got {motion!r}.")
+      motion = os.path.expanduser(os.fspath(motion))
+      if not os.path.exists(motion):
+        raise ValueError(
+            f"motion path {motion!r} does not exist. Pass 'procedural' or "
+            "the h36m_expmap_25fps.npz of the shared data or the folder of "
+            "the exponential-map release (the one holding S1/walking_1.txt).")
+      options = {"skeleton_path": skeleton_path}
+    else:
+      options = dict(sequences_per_action=sequences_per_action,
+                     frames_per_sequence=frames_per_sequence, fps=fps,
+                     seed=seed, body_seed=body_seed)
+
+    subjects = train_subjects + test_subjects
+    subject_index = {s: i for i, s in enumerate(subjects)}
+    view_index = {(s, c): i * len(cams) + j for i, s in enumerate(subjects)
+                  for j, c in enumerate(cams)}
+    splits = {}
+    for split, subs, step in (("train", train_subjects, frame_step),
+                              ("test", test_subjects, test_frame_step)):
+      seq_keeps = _load_sequences(motion, subs, actions, frame_step=step,
+                                  procedural=options)
+      splits[split] = _split_arrays(seq_keeps, cams, subject_index,
+                                    view_index, body_seed=body_seed,
+                                    split=split)
+
+    # Per-subject looks, per-view intrinsics and rooms (device tables).
+    looks = [appearance_lib.subject_appearance(s, appearance_seed)
+             for s in subjects]
+    appearance = jax.tree.map(
+        lambda *v: jnp.asarray(np.stack([np.asarray(x, np.float32)
+                                         for x in v])), *looks)
+    focal, center, floors = [], [], []
+    for s in subjects:
+      for c in cams:
+        cam = cameras_lib.camera_for(s, c - 1)
+        focal.append(np.asarray(cam.focal, np.float32))
+        center.append(np.asarray(cam.center, np.float32))
+        floors.append(render.floor_from_extrinsics(
+            *cameras_lib.extrinsics(cam)))
+    floor = jax.tree.map(lambda *v: jnp.stack(v), *floors)
+    noise_std = jnp.asarray([float(l.noise_std) for l in looks], jnp.float32)
+    tables = (appearance, jnp.asarray(np.stack(focal)),
+              jnp.asarray(np.stack(center)), floor, noise_std)
+    # All splits in one set of device arrays (train first, so training
+    # indices need no offset): renders of one batch size compile once.
+    device = tuple(jnp.asarray(np.concatenate(
+        [getattr(splits[name], field) for name in SPLITS]))
+                   for field in ("joints", "view", "subject_index", "pose"))
+
+    source = cls(
+        pose_space=splits["train"].pose, splits=splits, subjects=subjects,
+        cameras=cams, image_size=image_size, crop=crop,
+        supersample=supersample, margin=float(margin),
+        pca_noise_std=float(pca_noise_std), pixel_noise=bool(pixel_noise),
+        appearance_seed=appearance_seed, render_chunk=render_chunk,
+        eigvals=np.ones(3, np.float32), eigvecs=np.eye(3, dtype=np.float32),
+        rgb_cov=np.zeros((3, 3), np.float32), _tables=tables, _device=device)
+
+    # RGB covariance of evenly spread rendered training images (full crops).
+    n = len(splits["train"])
+    sample = np.unique(np.linspace(0, n - 1, min(rgb_sample_size, n)
+                                   ).round().astype(np.int64))
+    chunk = min(64, sample.size)
+    images = []
+    for start in range(0, sample.size, chunk):
+      idx = sample[start:start + chunk]
+      real = idx.size
+      idx = np.concatenate([idx, np.repeat(idx[-1:], chunk - real)])
+      images.append(np.asarray(source._images(idx, "train",
+                                               image_size))[:real])
+    source.rgb_cov = augment.rgb_covariance(np.concatenate(images))
+    source.eigvals, source.eigvecs = augment.pca_basis(source.rgb_cov)
+    return source
+
+  # -- Interface ---------------------------------------------------------------
+
+  @property
+  def train_poses(self) -> np.ndarray:
+    return self.pose_space
+
+  def __len__(self) -> int:
+    return len(self.splits["train"])
+
+  def num_examples(self, split: str = "train") -> int:
+    return len(self._split(split))
+
+  def _split(self, split: str) -> SplitArrays:
+    if split not in self.splits:
+      raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    return self.splits[split]
+
+  def _images(self, idx, split: str, crop: int):
+    # Rendering and finishing are two jits, so that the covariance sample
+    # and evaluation batches of one size share the renderer's compilation.
+    local = np.asarray(idx, np.int64)
+    first = sum(len(self.splits[s]) for s in SPLITS[:SPLITS.index(split)])
+    images = _render_u8_jit(jnp.asarray(local + first, jnp.int32),
+                            self._device[:3], self._tables,
+                            image_size=self.image_size,
+                            supersample=self.supersample, margin=self.margin,
+                            chunk=self.render_chunk)
+    std = self._tables[4][self._split(split).subject_index[local]]
+    key = jax.random.fold_in(jax.random.PRNGKey(self.appearance_seed),
+                             SPLITS.index(split))
+    return _eval_finish(images, jnp.asarray(local, jnp.int32), std, key,
+                        crop=crop, pixel_noise=self.pixel_noise)
+
+  def train_batch(self, step: int, batch_size: int, seed: int = 0
+                  ) -> dict[str, jax.Array]:
+    """The augmented training batch of ``step`` (pure in ``(seed, step)``).
+
+    Returns ``{"image": float32 [B, crop, crop, 3], "pose": float32
+    [B, 17, 3] mm}`` as device arrays.
+    """
+    batch_size = _check_int("batch_size", batch_size, 1)
+    step = _check_int("step", step, 0)
+    seed = _check_int("seed", seed, 0)
+    # Three jitted calls, all on the device (dispatched asynchronously): the
+    # indices, the renderer (its compilation shared with evaluation batches
+    # of the same size) and the augmentation.
+    joints, view, subj, pose = self._device
+    base = jax.random.PRNGKey(seed)
+    epoch, offset = stream_position(step, batch_size, len(self))
+    idx = _train_indices(base, jnp.int32(epoch), jnp.int32(offset),
+                         batch_size=batch_size, num=len(self))
+    images = _render_u8_jit(idx, (joints, view, subj), self._tables,
+                            image_size=self.image_size,
+                            supersample=self.supersample, margin=self.margin,
+                            chunk=self.render_chunk)
+    return _train_finish(
+        base, jnp.uint32(step), images, idx, pose, subj, self._tables[4],
+        jnp.asarray(self.eigvals), jnp.asarray(self.eigvecs),
+        jnp.float32(self.pca_noise_std), crop=self.crop,
+        pixel_noise=self.pixel_noise)
+
+  def eval_batches(self, batch_size: int, split: str = "test"
+                   ) -> Iterator[dict]:
+    """Every example of ``split`` once, in order, centre-cropped; the last
+    batch is padded (repeating the last example) and ``mask`` marks the real
+    ones. Sensor noise (if on) is fixed per example."""
+    batch_size = _check_int("batch_size", batch_size, 1)
+    arrays = self._split(split)
+    n = len(arrays)
+    for start in range(0, n, batch_size):
+      idx = np.arange(start, start + batch_size)
+      mask = idx < n
+      idx = np.minimum(idx, n - 1)
+      yield {"image": self._images(idx, split, self.crop),
+             "pose": arrays.pose[idx], "mask": mask,
+             "action": arrays.action[idx], "subject": arrays.subject[idx],
+             "camera": arrays.camera[idx]}
+
+  def full_images(self, indices, split: str = "train") -> np.ndarray:
+    """Rendered ``image_size`` crops, uint8 ``[B, S, S, 3]``, of examples
+    ``indices`` of ``split`` (with the fixed per-example sensor noise when
+    ``pixel_noise``): what the TFDS dataset would store."""
+    arrays = self._split(split)
+    idx = np.asarray(indices, np.int64).reshape(-1)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(arrays):
+      raise ValueError(f"indices must be in [0, {len(arrays)}) for the "
+                       f"{split} split, got {indices!r}.")
+    images = np.asarray(self._images(idx, split, self.image_size))
+    return np.round(images * 255.0).astype(np.uint8)
