@@ -71,18 +71,21 @@ def jax_stage1_step(conv_impl: str, batch: int, repeats: int) -> float:
   return timeit(run, repeats)
 
 
-def jax_stage2_step(batch: int, repeats: int) -> float:
-  config = default_config.get_config()
+def jax_stage2_step(batch: int, repeats: int, config=None) -> float:
+  """Median seconds of one jitted stage-2 max-margin step (default config)."""
+  config = default_config.get_config() if config is None else config
   model = models.StructNet.from_config(config.model)
   rng = np.random.default_rng(0)
-  poses = rng.normal(scale=300, size=(20000, 17, 3)).astype(np.float32)
+  poses = rng.normal(scale=300, size=(config.data.pose_space_size, 17, 3)
+                     ).astype(np.float32)
   key = jax.random.PRNGKey(0)
   state = train.start_max_margin(
       model, config, train.init_train_state(model, config, key, poses), key)
   mesh = sharding.make_mesh(jax.devices()[:1])
   step = train.jit_step(train.make_max_margin_step(model, config), mesh,
                         with_pose_space=True)
-  data = {"image": jnp.asarray(rng.uniform(size=(batch, 112, 112, 3)),
+  size = config.model.image_size
+  data = {"image": jnp.asarray(rng.uniform(size=(batch, size, size, 3)),
                                jnp.float32),
           "pose": jnp.asarray(poses[:batch])}
   space = sharding.replicate(poses, mesh)

@@ -33,18 +33,16 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import bench_core  # noqa: E402  (benchmarks/bench_core.py)
 from data_pipelines import input_pipeline as ip  # noqa: E402
 from experiments.configs import default as default_config  # noqa: E402
 from experiments.configs import tiny as tiny_config  # noqa: E402
-from structnet_jax import models  # noqa: E402
-from structnet_jax import sharding  # noqa: E402
-from structnet_jax import train  # noqa: E402
 
 
 def synthetic_examples(n: int, size: int,
@@ -78,29 +76,7 @@ def images_per_second(iterator, batch: int, num_batches: int,
 
 def step_rate(config, batch: int, repeats: int) -> float:
   """Images/s of one jitted stage-2 max-margin step (median of ``repeats``)."""
-  model = models.StructNet.from_config(config.model)
-  rng = np.random.default_rng(0)
-  poses = rng.normal(scale=300, size=(config.data.pose_space_size, 17, 3)
-                     ).astype(np.float32)
-  key = jax.random.PRNGKey(0)
-  state = train.start_max_margin(
-      model, config, train.init_train_state(model, config, key, poses), key)
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  step = train.jit_step(train.make_max_margin_step(model, config), mesh,
-                        with_pose_space=True)
-  s = config.model.image_size
-  data = {"image": jnp.asarray(rng.uniform(size=(batch, s, s, 3)), jnp.float32),
-          "pose": jnp.asarray(poses[:batch])}
-  space = sharding.replicate(poses, mesh)
-  holder = [sharding.replicate(state, mesh)]
-  times = []
-  for i in range(repeats + 1):  # the first call compiles
-    t = time.perf_counter()
-    holder[0], m = step(holder[0], data, space)
-    jax.block_until_ready(m)
-    if i:
-      times.append(time.perf_counter() - t)
-  return batch / float(np.median(times))
+  return batch / bench_core.jax_stage2_step(batch, repeats, config)
 
 
 def tfds_builder(path: str, examples: dict[str, np.ndarray], size: int):

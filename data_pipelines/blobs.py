@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines import augment
-from structnet_jax import poses as poses_lib
 
 ACTIONS = ("standing", "reaching", "crouching")
 

@@ -249,6 +249,20 @@ def _options(tf, ds):
 # ----------------------------------------------------------------------------
 
 
+def _train_setup(ds, batch_size, crop_size, rgb_cov, pca_noise_std, seed,
+                 process_index, process_count, extra_keys):
+  """Checks and derives the settings shared by the two training pipelines:
+  ``(process_index, process_count, local batch, PCA eigvals [3], eigvecs
+  [3, 3], noise std, seed, numeric extra keys)``."""
+  _check_spec(ds, crop_size)
+  pi, pc = _processes(process_index, process_count)
+  local = _local_batch(batch_size, pc)
+  eigvals, eigvecs = pca_noise_basis(rgb_cov)
+  std, seed = _check_std(pca_noise_std), _check_seed(seed)
+  return (pi, pc, local, eigvals, eigvecs, std, seed,
+          _numeric_extras(ds, extra_keys))
+
+
 def train_dataset(ds, *, batch_size: int, crop_size: int = 112, rgb_cov,
                   pca_noise_std: float = DEFAULT_PCA_NOISE_STD, seed: int,
                   shuffle_buffer: int = 10_000, num_epochs: int | None = None,
@@ -289,12 +303,9 @@ def train_dataset(ds, *, batch_size: int, crop_size: int = 112, rgb_cov,
     float32 [b, 17, 3] mm, **extra}`` with ``b = batch_size / process_count``.
   """
   tf = _tf()
-  _check_spec(ds, crop_size)
-  pi, pc = _processes(process_index, process_count)
-  local = _local_batch(batch_size, pc)
-  eigvals, eigvecs = pca_noise_basis(rgb_cov)
-  std, seed = _check_std(pca_noise_std), _check_seed(seed)
-  extras = _numeric_extras(ds, extra_keys)
+  (pi, pc, local, eigvals, eigvecs, std, seed,
+   extras) = _train_setup(ds, batch_size, crop_size, rgb_cov, pca_noise_std,
+                          seed, process_index, process_count, extra_keys)
   if operator.index(shuffle_buffer) < 1:
     raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer}.")
   if num_epochs is not None and operator.index(num_epochs) < 1:
@@ -601,12 +612,9 @@ def batch_fn_from_dataset(ds, *, batch_size: int, crop_size: int = 112,
   Args: as ``train_dataset``; ``max_memory_bytes`` bounds the in-memory copy.
   """
   tf = _tf()
-  _check_spec(ds, crop_size)
-  pi, pc = _processes(process_index, process_count)
-  local = _local_batch(batch_size, pc)
-  eigvals, eigvecs = pca_noise_basis(rgb_cov)
-  std, seed = _check_std(pca_noise_std), _check_seed(seed)
-  extras = _numeric_extras(ds, extra_keys)
+  (pi, pc, local, eigvals, eigvecs, std, seed,
+   extras) = _train_setup(ds, batch_size, crop_size, rgb_cov, pca_noise_std,
+                          seed, process_index, process_count, extra_keys)
   crop = operator.index(crop_size)
   if not in_memory:
     return StepBatches(lambda step: train_dataset(

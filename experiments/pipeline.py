@@ -14,7 +14,6 @@ import json
 import os
 from typing import Any
 
-import numpy as np
 
 from experiments.configs import default as default_config
 from structnet_jax import config_utils

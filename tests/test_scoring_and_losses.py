@@ -141,27 +141,35 @@ def test_bad_candidate_sets_and_arguments_are_refused_clearly():
                                                   table, cands)
 
 
+def _tiny_cost_problem(seed: int, batch: int, dropout_rate: float):
+  """A tiny float64 network, conv features, y, y_hat and margins (x64 on)."""
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  from structnet_jax import train  # pylint: disable=g-import-not-at-top
+  model = models.StructNet(conv_features=(3, 4, 4), conv_kernel_sizes=(3, 3, 3),
+                           h1_width=6, h2_width=5, h3_width=7, embed_dim=4,
+                           pose_hidden=5, dropout_rate=dropout_rate)
+  rng = np.random.default_rng(seed)
+  poses = rng.normal(scale=300, size=(2 * batch, 17, 3))
+  variables = models.init_variables(model, jax.random.PRNGKey(seed), 24,
+                                    models.pose_stats_from(poses))
+  variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                     variables)
+  params, constants = train.split_variables(variables)
+  images = jnp.asarray(rng.uniform(size=(batch, 24, 24, 3)))
+  c2, c3 = model.apply(variables, images, method=model.features)
+  y, y_hat = jnp.asarray(poses[:batch]), jnp.asarray(poses[batch:])
+  margin = jnp.asarray(rng.uniform(1, 3, size=batch))
+  return (tiny.get_config(), model, params, constants, c2, c3, y, y_hat,
+          margin, rng)
+
+
 def test_max_margin_cost_gradient_matches_finite_differences():
   """jax.grad of Eq. 12 (with dropout and y_hat fixed) vs central differences."""
   from jax import test_util  # pylint: disable=g-import-not-at-top
-  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
   from structnet_jax import train  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
-  model = models.StructNet(conv_features=(3, 4, 4), conv_kernel_sizes=(3, 3, 3),
-                           h1_width=6, h2_width=5, h3_width=7, embed_dim=4,
-                           pose_hidden=5, dropout_rate=0.3)
-  rng = np.random.default_rng(4)
-  poses = rng.normal(scale=300, size=(6, 17, 3))
   with jax.enable_x64(True):
-    variables = models.init_variables(model, jax.random.PRNGKey(0), 24,
-                                      models.pose_stats_from(poses))
-    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
-                                       variables)
-    params, constants = train.split_variables(variables)
-    images = jnp.asarray(rng.uniform(size=(3, 24, 24, 3)))
-    c2, c3 = model.apply(variables, images, method=model.features)
-    y, y_hat = jnp.asarray(poses[:3]), jnp.asarray(poses[3:])
-    margin = jnp.asarray(rng.uniform(1, 3, size=3))
+    (config, model, params, constants, c2, c3, y, y_hat, margin,
+     _) = _tiny_cost_problem(4, 3, 0.3)
 
     def cost(p):
       return train.max_margin_cost(model, config, p, constants, c2, c3, y,
@@ -176,24 +184,10 @@ def test_max_margin_cost_gradient_matches_finite_differences():
 
 def test_cost_along_direction_equals_cost_at_moved_params():
   """The line search's shared-product cost along -grad vs the plain cost."""
-  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
   from structnet_jax import train  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
-  model = models.StructNet(conv_features=(3, 4, 4), conv_kernel_sizes=(3, 3, 3),
-                           h1_width=6, h2_width=5, h3_width=7, embed_dim=4,
-                           pose_hidden=5, dropout_rate=0.5)
-  rng = np.random.default_rng(5)
-  poses = rng.normal(scale=300, size=(8, 17, 3))
   with jax.enable_x64(True):
-    variables = models.init_variables(model, jax.random.PRNGKey(1), 24,
-                                      models.pose_stats_from(poses))
-    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
-                                       variables)
-    params, constants = train.split_variables(variables)
-    images = jnp.asarray(rng.uniform(size=(4, 24, 24, 3)))
-    c2, c3 = model.apply(variables, images, method=model.features)
-    y, y_hat = jnp.asarray(poses[:4]), jnp.asarray(poses[4:])
-    margin = jnp.asarray(rng.uniform(1, 3, size=4))
+    (config, model, params, constants, c2, c3, y, y_hat, margin,
+     rng) = _tiny_cost_problem(5, 4, 0.5)
     key = jax.random.PRNGKey(3)
     trainable = {k: v for k, v in params.items() if k != "trunk"}
     direction = jax.tree_util.tree_map(
