@@ -134,7 +134,7 @@ def _errors_vs_a(source, candidates, targets, a_values: Sequence[int], *,
   if int(chunk_size) < 1:
     raise ValueError(f"{fn}: chunk_size must be >= 1, got {chunk_size}.")
 
-  src = np.asarray(source) if not isinstance(source, jax.Array) else source
+  src = np.asarray(source)
   if src.ndim != 2:
     raise ValueError(
         f"{fn}: the first argument must be 2-D (scores [M, N], top indices "
@@ -492,7 +492,12 @@ def plot_mpjpe_vs_a(curve: dict[int, float], path: str, *,
       ax.plot([m], [curve[m]], "s", ms=7, mfc="none", mec="#d62728", mew=1.5)
       ax.annotate(f"A={m}\n{curve[m]:.1f} mm", (m, curve[m]),
                   textcoords="offset points", xytext=(0, 9), ha="center",
-                  fontsize=8, color="#d62728")
+                  fontsize=8, color="#d62728", zorder=5,
+                  bbox={"boxstyle": "round,pad=0.15", "fc": "white",
+                        "ec": "none", "alpha": 0.85})
+  if 1 in curve:
+    ax.annotate("Max", (1, curve[1]), textcoords="offset points",
+                xytext=(4, -12), fontsize=8, color="#555555")
   best = int(a[np.argmin(err)])
   ax.plot([best], [curve[best]], "*", ms=10, color="#2ca02c",
           label=f"best: A={best}, {curve[best]:.1f} mm")
@@ -569,11 +574,13 @@ def draw_pose(ax, pose, center: Sequence[float], scale: float = 60.0, *,
   if not scale > 0:
     raise ValueError(f"draw_pose: scale (points) must be > 0, got {scale}.")
   area = DrawingArea(scale, scale, 0, 0)
-  for seg, colour in pose_segments(pose, scale):
+  segments = pose_segments(pose, scale)
+  for seg, colour in segments:
     area.add_artist(Line2D(seg[:, 0], seg[:, 1], color=colour, lw=linewidth,
                            solid_capstyle="round"))
-  nose = pose_segments(pose, scale)[poses_lib.JOINT_NAMES.index("neck_nose") - 1]
-  area.add_artist(Line2D([nose[0][1, 0]], [nose[0][1, 1]], marker="o",
+  # Bone k ends at joint k + 1 (BONES follows PARENTS); mark the nose joint.
+  nose = segments[poses_lib.JOINT_NAMES.index("neck_nose") - 1][0][1]
+  area.add_artist(Line2D([nose[0]], [nose[1]], marker="o",
                          ms=linewidth * 1.8, color=_NOSE, lw=0))
   box = AnnotationBbox(area, tuple(center), xycoords="data", frameon=True,
                        pad=0.1, zorder=zorder,
@@ -589,7 +596,7 @@ def _draw_thumbnail(ax, image: np.ndarray, center, size_pt: float,
   from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # pylint: disable=g-import-not-at-top
   zoom = size_pt / max(image.shape[:2])
   box = AnnotationBbox(OffsetImage(np.clip(image, 0, 1), zoom=zoom,
-                                   dpi_cor=False),
+                                   dpi_cor=True),
                        tuple(center), xycoords="data", frameon=True, pad=0.05,
                        zorder=zorder, bboxprops={"ec": "#888888", "lw": 0.5})
   ax.add_artist(box)

@@ -14,11 +14,15 @@ import json
 import os
 from typing import Any
 
+import jax
+import numpy as np
+
 
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import evaluate as evaluate_lib
 from structnet_jax import models
+from structnet_jax import scoring
 from structnet_jax import trainer
 
 SOURCES = ("blobs", "tfds", "render")
@@ -87,22 +91,93 @@ class Run:
                                      stop_after=stop_after)
 
   def evaluate(self, split: str = "test") -> dict[str, Any]:
-    variables = trainer.load_final_variables(self.model, self.config,
-                                             self.workdir,
+    """Evaluates the trained model on ``split`` and writes the report.
+
+    Writes ``results.md`` (Table-1 layout: MPJPE and PA-MPJPE, methods by
+    actions, mean (std) mm) and ``results.json`` to the workdir and, with
+    ``config.eval.figures``, ``figure3.png`` (MPJPE against A) and
+    ``figure4a.png`` ... ``figure4d.png`` (embedding maps of training images
+    and poses) with the alignment statistic.
+    """
+    cfg = self.config
+    variables = trainer.load_final_variables(self.model, cfg, self.workdir,
                                              self.source.pose_space)
+    candidates = np.asarray(self.source.pose_space, np.float32)
+    table = scoring.embed_candidate_poses(self.model, variables, candidates)
     result = evaluate_lib.evaluate(
         self.model, variables,
-        self.source.eval_batches(self.config.eval.batch_size, split),
-        self.source.pose_space, self.config.eval.avg_sizes,
-        self.config.eval.top_k)
+        self.source.eval_batches(cfg.eval.batch_size, split), candidates,
+        cfg.eval.avg_sizes, cfg.eval.top_k, table=table,
+        apf_sizes=cfg.eval.apf_sizes,
+        apf_key=jax.random.PRNGKey(cfg.seed),
+        apf_options={"num_particles": cfg.eval.apf_particles,
+                     "num_layers": cfg.eval.apf_layers,
+                     "refine_steps": cfg.eval.apf_refine_steps})
     tables = {k: evaluate_lib.summary_table(result, k)
               for k in ("mpjpe", "pa_mpjpe")}
     md = (f"# StructNet results ({split}, {len(result['poses'])} examples)\n\n"
           + evaluate_lib.markdown_table(tables["mpjpe"], "MPJPE (mm)") +
           "\n\n" + evaluate_lib.markdown_table(tables["pa_mpjpe"],
                                                "PA-MPJPE (mm)") + "\n")
-    with open(os.path.join(self.workdir, "results.md"), "w") as f:
-      f.write(md)
-    with open(os.path.join(self.workdir, "results.json"), "w") as f:
-      json.dump(tables, f, indent=1, default=float)
-    return {"markdown": md, "tables": tables, "result": result}
+    report = {"tables": tables}
+    if cfg.eval.figures:
+      extra_md, report["figures"] = self._figures(variables, table, result)
+      md += extra_md
+    _write_atomic(os.path.join(self.workdir, "results.md"), md)
+    _write_atomic(os.path.join(self.workdir, "results.json"),
+                  json.dumps(report, indent=1, default=float))
+    return {"markdown": md, "tables": tables, "result": result,
+            "figures": report.get("figures")}
+
+  def _figures(self, variables, table, result) -> tuple[str, dict[str, Any]]:
+    """Figure 3, Figure 4 a-d and the alignment statistic (section 6)."""
+    from experiments import figures  # pylint: disable=g-import-not-at-top
+    cfg = self.config
+    candidates = np.asarray(self.source.pose_space, np.float32)
+    a_values = figures.default_a_values(len(candidates))
+    curve = figures.mpjpe_vs_a(result["image_embeddings"], candidates,
+                               result["poses"], a_values, table=table)
+    fig3 = figures.plot_mpjpe_vs_a(curve,
+                                   os.path.join(self.workdir, "figure3.png"))
+    # Training images: their embeddings (Figure 4a, c) and the alignment.
+    images, poses, embeddings = [], [], []
+    embed = jax.jit(lambda v, x: self.model.apply(
+        v, x, method=models.StructNet.embed_image))
+    wanted = int(cfg.eval.figure4_num_images)
+    for batch in self.source.eval_batches(cfg.eval.batch_size, "train"):
+      keep = np.asarray(batch["mask"], bool)
+      images.append(np.asarray(batch["image"])[keep])
+      poses.append(np.asarray(batch["pose"], np.float32)[keep])
+      embeddings.append(np.asarray(embed(variables, batch["image"]))[keep])
+      if sum(len(p) for p in poses) >= wanted:
+        break
+    images = np.concatenate(images)[:wanted]
+    poses = np.concatenate(poses)[:wanted]
+    embeddings = np.concatenate(embeddings)[:wanted]
+    pose_emb = np.asarray(scoring.embed_candidate_poses(self.model, variables,
+                                                        poses))
+    aligned = figures.alignment_fraction(embeddings, table, candidates, poses)
+    fig4 = figures.plot_figure4(embeddings, pose_emb, np.clip(images, 0, 1),
+                                poses, self.workdir)
+    md = ("\n## Figure 3: MPJPE of StructNet-Avg(A) against A\n\n"
+          "| A | " + " | ".join(str(a) for a in curve) + " |\n|---|" +
+          "---|" * len(curve) + "\n| MPJPE (mm) | " +
+          " | ".join(f"{v:.1f}" for v in curve.values()) + " |\n\n"
+          f"![Figure 3]({os.path.basename(fig3)})\n\n"
+          "## Figure 4: the image-pose embedding\n\n"
+          f"Alignment: {100 * aligned:.1f}% of {len(poses)} training images "
+          "have their max-score pose within 30 mm (MPJPE) of the ground "
+          "truth (paper: 97%).\n\n" +
+          "".join(f"![Figure 4{c}]({os.path.basename(p)})\n"
+                  for c, p in zip("abcd", fig4)))
+    return md, {"figure3": {int(a): float(v) for a, v in curve.items()},
+                "alignment_fraction_30mm": float(aligned),
+                "alignment_images": int(len(poses))}
+
+
+def _write_atomic(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)

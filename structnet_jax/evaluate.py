@@ -21,11 +21,19 @@ from structnet_jax import sharding
 
 
 MEAN_POSE = "Mean training pose"
+NN_ORACLE = "NN-oracle"
 
 
 def method_names(avg_sizes: Sequence[int]) -> list[str]:
   return (["StructNet-Max"] + [f"StructNet-Avg({a})" for a in avg_sizes] +
-          ["StructNet-Pred", MEAN_POSE])
+          ["StructNet-Pred", MEAN_POSE, NN_ORACLE])
+
+
+@jax.jit
+def _nearest_candidate(targets, candidates):
+  """Index ``[B]`` of the candidate nearest (MPJPE) to each target pose."""
+  return jnp.argmin(metrics.pairwise_mpjpe(targets, candidates, chunk_size=16),
+                    axis=-1)
 
 
 @jax.jit
@@ -36,11 +44,17 @@ def _errors(pred, target):
 def evaluate(model: models.StructNet, variables: dict[str, Any],
              batches: Iterable[dict[str, Any]], candidates: np.ndarray,
              avg_sizes: Sequence[int] = (20, 500, 1500), top_k: int = 10,
-             table=None, mesh=None) -> dict[str, Any]:
+             table=None, mesh=None,
+             baselines: dict[str, Any] | None = None,
+             apf_sizes: Sequence[int] = (), apf_key=None,
+             apf_options: dict[str, Any] | None = None) -> dict[str, Any]:
   """Scores every test example against the candidate set.
 
   Besides StructNet-Max, -Avg(A) and -Pred, the mean training pose is
-  reported as the trivial baseline every method must beat.
+  reported as the trivial baseline every method must beat, and the
+  "NN-oracle", the candidate nearest to the ground truth: the error
+  StructNet-Max would reach with a perfect score function, the floor set by
+  the candidate set itself.
 
   Args:
     model, variables: the trained network.
@@ -53,6 +67,16 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     mesh: optional device mesh: each batch's images are sharded over its
       ``data`` axis and the variables and table replicated (the batch size
       must divide by the device count).
+    baselines: optional ``{name: predict(images [B, S, S, 3]) -> [B, 17, 3]
+      mm}`` of other methods (e.g. LinKDE) run on the same batches.
+    apf_sizes: the A of StructNet-Avg(A)-APF rows (each must be in
+      ``avg_sizes``): the Avg(A) pose is fitted by ``apf.fit`` with a
+      kinematic template of the test subject's bone lengths (the median over
+      that subject's ground-truth test poses; all test poses when batches
+      carry no ``subject``), starting from the joint angles of the
+      best-scoring pose (StructNet-Max, one of the top A).
+    apf_key: PRNG key of the APF (default ``PRNGKey(0)``).
+    apf_options: keyword arguments of ``apf.fit`` (particles, layers, ...).
 
   Returns:
     ``{"actions": [M] str, "poses": [M, 17, 3], "predictions": {method: [M, 17,
@@ -68,22 +92,34 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
   if mesh is not None:
     variables, table, cands = sharding.replicate((variables, table, cands), mesh)
   mean_pose = candidates.mean(axis=0)
-  names = method_names(avg_sizes)
+  baselines = dict(baselines or {})
+  names = method_names(avg_sizes) + list(baselines)
   preds = {n: [] for n in names}
+  apf_sizes = tuple(int(a) for a in apf_sizes)
+  missing = [a for a in apf_sizes if a not in avg_sizes]
+  if missing:
+    raise ValueError(f"StructNet-Avg(A)-APF needs A in avg_sizes={avg_sizes}; "
+                     f"add {missing} to config.eval.avg_sizes.")
   keep = {"actions": [], "poses": [], "top_indices": [], "top_scores": [],
-          "image_embeddings": []}
+          "image_embeddings": [], "subjects": []}
   for batch in batches:
     mask = np.asarray(batch["mask"], bool)
     images = batch["image"]
     if mesh is not None:
       images = sharding.shard_batch({"image": images}, mesh)["image"]
     out = jax.device_get(predict(variables, images, table, cands))
+    gt = jnp.asarray(np.asarray(batch["pose"], np.float32))
     methods = {"StructNet-Max": out["max"], "StructNet-Pred": out["pred"],
                MEAN_POSE: np.broadcast_to(mean_pose, out["max"].shape),
-               **{f"StructNet-Avg({a})": out["avg"][a] for a in avg_sizes}}
+               NN_ORACLE: candidates[np.asarray(_nearest_candidate(gt, cands))],
+               **{f"StructNet-Avg({a})": out["avg"][a] for a in avg_sizes},
+               **{n: np.asarray(f(batch["image"])) for n, f in
+                  baselines.items()}}
     for n in names:
       preds[n].append(np.asarray(methods[n])[mask])
     keep["actions"].append(np.asarray(batch["action"])[mask])
+    keep["subjects"].append(np.asarray(
+        batch.get("subject", np.full(len(mask), "all")))[mask])
     keep["poses"].append(np.asarray(batch["pose"], np.float32)[mask])
     keep["top_indices"].append(out["top_indices"][mask])
     keep["top_scores"].append(out["top_scores"][mask])
@@ -92,11 +128,37 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     raise ValueError("the evaluation set is empty: no batches were given.")
   result = {k: np.concatenate(v) for k, v in keep.items()}
   result["predictions"] = {n: np.concatenate(v) for n, v in preds.items()}
+  if apf_sizes:
+    result["predictions"].update(_apf_rows(result, apf_sizes, apf_key,
+                                           apf_options or {}))
   result["mpjpe"], result["pa_mpjpe"] = {}, {}
   for n, p in result["predictions"].items():
     e, pa = jax.device_get(_errors(p, result["poses"]))
     result["mpjpe"][n], result["pa_mpjpe"][n] = np.asarray(e), np.asarray(pa)
   return result
+
+
+def _apf_rows(result, apf_sizes, key, options, chunk: int = 64):
+  """``{"StructNet-Avg(A)-APF": [M, 17, 3]}``: each Avg(A) pose fitted by APF."""
+  from structnet_jax import apf  # pylint: disable=g-import-not-at-top
+  key = jax.random.PRNGKey(0) if key is None else key
+  subjects = np.asarray(result["subjects"]).astype(str)
+  lengths = np.zeros((len(subjects), apf.NUM_BONES), np.float32)
+  for subject in np.unique(subjects):  # the test subject's template
+    rows = subjects == subject
+    lengths[rows] = apf.subject_bone_lengths(result["poses"][rows])
+  init = result["predictions"]["StructNet-Max"]
+  rows = {}
+  for a in apf_sizes:
+    target = result["predictions"][f"StructNet-Avg({a})"]
+    fitted = []
+    for start in range(0, len(target), chunk):
+      part = slice(start, start + chunk)
+      fitted.append(np.asarray(apf.fit(
+          target[part], init[part], lengths[part],
+          jax.random.fold_in(jax.random.fold_in(key, a), start), **options)))
+    rows[f"StructNet-Avg({a})-APF"] = np.concatenate(fitted)
+  return rows
 
 
 def summary_table(result: dict[str, Any], key: str = "mpjpe") -> dict[str, Any]:

@@ -22,8 +22,11 @@ def test_train_and_evaluate_then_resume(tmp_path):
   run = _main(tmp_path)
   assert run.returncode == 0, run.stderr[-3000:]
   assert "StructNet-Avg(20)" in run.stdout and "| All |" in run.stdout
-  for name in ("results.md", "results.json", "config.json", "metrics.jsonl"):
+  assert "| NN-oracle |" in run.stdout
+  for name in ("results.md", "results.json", "config.json", "metrics.jsonl",
+               "figure3.png", "figure4a.png", "figure4d.png"):
     assert (tmp_path / name).exists(), name
+  assert "Alignment:" in (tmp_path / "results.md").read_text()
   logged = (tmp_path / "metrics.jsonl").read_text().count("\n")
   again = _main(tmp_path, "--mode=evaluate")
   assert again.returncode == 0, again.stderr[-3000:]
@@ -54,6 +57,8 @@ def test_render_source_trains_and_evaluates_on_device(tmp_path):
   config.train.batch_size = 8
   config.eval.batch_size = 8
   config.eval.avg_sizes = (2, 5)
+  config.eval.apf_sizes = (5,)
+  config.eval.figure4_num_images = 40
   run = pipeline.Run.create(config, str(tmp_path))
   assert run.source.pose_space.shape == (5 * 4 * 2, 17, 3)  # 5 subjects x 4 cameras x 2 frames
   run.train()

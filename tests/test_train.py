@@ -12,6 +12,7 @@ from experiments.configs import tiny as tiny_config
 from structnet_jax import config_utils
 from structnet_jax import evaluate
 from structnet_jax import models
+from structnet_jax import poses as poses_lib
 from structnet_jax import sharding
 from structnet_jax import train
 from structnet_jax import trainer
@@ -149,12 +150,29 @@ def test_tiny_run_learns_poses_from_images(tmp_path):
   assert np.mean(margin[-3:]) < 0.6 * np.mean(margin[:3]), margin
   variables = trainer.load_final_variables(model, config, str(tmp_path),
                                            source.pose_space)
-  result = evaluate.evaluate(model, variables, source.eval_batches(100, "train"),
-                             source.pose_space, avg_sizes=(5,), top_k=5)
+  result = evaluate.evaluate(
+      model, variables, source.eval_batches(100, "train"), source.pose_space,
+      avg_sizes=(5,), top_k=5,
+      baselines={"Zero pose": lambda images: np.zeros((len(images), 17, 3))},
+      apf_sizes=(5,), apf_options={"num_particles": 16, "num_layers": 2,
+                                   "refine_steps": 20})
   mean_pose = source.pose_space.mean(axis=0)
   baseline = np.mean(np.linalg.norm(result["poses"] - mean_pose, axis=-1))
   structnet_max = result["mpjpe"]["StructNet-Max"].mean()
   assert structnet_max < 0.5 * baseline, (structnet_max, baseline)
+  # APF rows: valid poses with the set's median bone lengths, not far from
+  # the Avg(5) pose they fit.
+  fitted = result["predictions"]["StructNet-Avg(5)-APF"]
+  template = np.median(poses_lib.bone_lengths(result["poses"]), axis=0)
+  np.testing.assert_allclose(poses_lib.bone_lengths(fitted),
+                             np.broadcast_to(template, (len(fitted), 16)),
+                             rtol=1e-4, atol=1e-2)
+  assert result["mpjpe"]["StructNet-Avg(5)-APF"].shape == (len(fitted),)
+  # Every training pose is a candidate: the nearest candidate is exact.
+  np.testing.assert_array_equal(result["mpjpe"]["NN-oracle"], 0.0)
+  np.testing.assert_allclose(
+      result["mpjpe"]["Zero pose"],
+      np.linalg.norm(result["poses"], axis=-1).mean(-1), rtol=1e-5)
 
 
 def test_unknown_config_field_is_named():

@@ -96,4 +96,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 128
   c.eval.avg_sizes = (20, 500, 1500)
   c.eval.top_k = 10
+  c.eval.apf_sizes = (500, 1500)   # StructNet-Avg(A)-APF rows (A in avg_sizes)
+  c.eval.apf_particles = 200
+  c.eval.apf_layers = 10
+  c.eval.apf_refine_steps = 300    # gradient steps after the annealing (0: pure APF)
+  c.eval.figures = True            # figure3.png, figure4a-d.png, alignment
+  c.eval.figure4_num_images = 2000  # training images in Figure 4 / alignment
   return c

@@ -35,4 +35,9 @@ def get_config():
   c.train.checkpoint_every = 300
   c.eval.batch_size = 100
   c.eval.avg_sizes = (5, 20, 50)
+  c.eval.figure4_num_images = 300
+  c.eval.apf_sizes = (20,)
+  c.eval.apf_particles = 32
+  c.eval.apf_layers = 4
+  c.eval.apf_refine_steps = 50
   return c
