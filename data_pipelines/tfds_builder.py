@@ -71,6 +71,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import h36m_motion
+from data_pipelines import input_pipeline
 from data_pipelines import procedural_motion
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
@@ -684,35 +685,25 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
 
   def _write_pose_space_and_rgb_stats(self, out_dir: str):
     """Writes pose_space.npy and rgb_stats.json from the cached train split."""
-    poses = []
-    count, shift = 0, None
-    total, outer = np.zeros(3), np.zeros((3, 3))
-    for job in self._jobs["train"]:
-      path = os.path.join(self._cache_path, _cache_filename(job.key))
-      with np.load(path, allow_pickle=False) as z:
-        poses.append(z["pose"])
-        images = z["image"]
-      for start in range(0, images.shape[0], 256):
-        pixels = images[start:start + 256].reshape(-1, 3).astype(
-            np.float64) / 255.0
-        if not len(pixels):
-          continue
-        if shift is None:  # centre on the first chunk: stable sums
-          shift = pixels.mean(0)
-        d = pixels - shift
-        count += len(d)
-        total += d.sum(0)
-        outer += d.T @ d
+    poses, num_pixels = [], 0
+
+    def train_images():  # streamed: one cached sequence at a time
+      nonlocal num_pixels
+      for job in self._jobs["train"]:
+        path = os.path.join(self._cache_path, _cache_filename(job.key))
+        with np.load(path, allow_pickle=False) as z:
+          poses.append(z["pose"])
+          images = z["image"]
+        num_pixels += images.shape[0] * images.shape[1] * images.shape[2]
+        for start in range(0, images.shape[0], 256):
+          yield images[start:start + 256]
+
+    mean, cov = input_pipeline.rgb_stats_from_images(train_images())
     pose_space = np.concatenate(poses).astype(np.float32)
     with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
       np.save(f, pose_space)
-    if count < 2:
-      raise ValueError("the train split has no pixels to compute rgb_stats.")
-    mean_d = total / count
-    cov = (outer - count * np.outer(mean_d, mean_d)) / (count - 1)
-    stats = {"mean": (shift + mean_d).tolist(), "cov": ((cov + cov.T) / 2
-                                                        ).tolist(),
-             "num_pixels": int(count), "num_images": int(pose_space.shape[0]),
+    stats = {"mean": mean.tolist(), "cov": cov.tolist(),
+             "num_pixels": int(num_pixels), "num_images": int(pose_space.shape[0]),
              "description": "RGB in [0, 1] of all training-split pixels: "
                             "mean and sample covariance."}
     with open(os.path.join(out_dir, RGB_STATS_FILENAME), "w",
