@@ -515,7 +515,7 @@ def plot_mpjpe_vs_a(curve: dict[int, float], path: str, *,
   return _save_figure(fig, path)
 
 
-def _bone_colour(parent: int, child: int) -> str:
+def bone_colour(parent: int, child: int) -> str:
   name = poses_lib.JOINT_NAMES[child]
   if name == "neck_nose":
     return _NOSE
@@ -545,7 +545,7 @@ def pose_segments(pose, size: float) -> list[tuple[np.ndarray, str]]:
   extent = float(np.max(hi - lo))
   k = 0.9 * size / extent if extent > 0 else 0.0
   xy = (xy - (lo + hi) / 2) * k + size / 2
-  return [(xy[[a, b]], _bone_colour(a, b)) for a, b in poses_lib.BONES]
+  return [(xy[[a, b]], bone_colour(a, b)) for a, b in poses_lib.BONES]
 
 
 def draw_pose(ax, pose, center: Sequence[float], scale: float = 60.0, *,

@@ -49,9 +49,6 @@ def main(argv):
                          "results; re-use it to resume).")
   config = _CONFIG.value
   workdir = os.path.abspath(_WORKDIR.value)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
   run = pipeline.Run.create(config, workdir)
   if _MODE.value in ("train", "train_and_evaluate"):
     run.train()

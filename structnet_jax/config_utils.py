@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from typing import Any, Mapping
 
 
@@ -43,3 +45,44 @@ def check_config(config, reference) -> None:
         "unknown config field(s): " + "; ".join(hints) +
         ". Every field is declared in experiments/configs/default.py; fix the "
         "name or add the field there.")
+
+
+def config_from_json(path: str, reference):
+  """The run config saved as JSON (``<workdir>/config.json``), as a ConfigDict.
+
+  Every field of ``reference`` (the default config) not in the file keeps
+  its default, so a workdir written by an older version still loads; lists
+  become tuples where the default is a tuple.
+
+  Raises:
+    FileNotFoundError: no such file (with what writes it).
+    ValueError: a field the reference lacks.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"no run config at {path}; experiments.main writes it into the "
+        "workdir when a run starts. Point --workdir at a trained run.")
+  with open(path) as f:
+    saved = _flatten(json.load(f))
+  config = reference.copy_and_resolve_references()
+  check_config(_unflatten(saved), reference)
+  for name, value in saved.items():
+    *sections, leaf = name.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+      value = tuple(value)
+    node[leaf] = value
+  return config
+
+
+def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  for name, value in flat.items():
+    *sections, leaf = name.split(".")
+    node = out
+    for section in sections:
+      node = node.setdefault(section, {})
+    node[leaf] = value
+  return out

@@ -131,6 +131,13 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
   if apf_sizes:
     result["predictions"].update(_apf_rows(result, apf_sizes, apf_key,
                                            apf_options or {}))
+  # Table 1's order: StructNet's rows, the baselines, then the references.
+  last = (MEAN_POSE, NN_ORACLE)
+  order = ([n for n in result["predictions"] if n.startswith("StructNet-") and
+            n != "StructNet-Pred"] + ["StructNet-Pred"] +
+           [n for n in result["predictions"] if not n.startswith("StructNet-")
+            and n not in last] + list(last))
+  result["predictions"] = {n: result["predictions"][n] for n in order}
   result["mpjpe"], result["pa_mpjpe"] = {}, {}
   for n, p in result["predictions"].items():
     e, pa = jax.device_get(_errors(p, result["poses"]))

@@ -7,7 +7,8 @@ run resumed from its latest checkpoint takes exactly the steps an
 uninterrupted run would have taken.
 
 Layout of a workdir:
-  <workdir>/stage1/   orbax checkpoints of the pre-training state
+  <workdir>/stage1/   orbax checkpoints of the pre-training state (absent when
+                      ``config.stage1.init_from`` names another run's)
   <workdir>/stage2/   orbax checkpoints of the max-margin state
   <workdir>/metrics.jsonl   one JSON line per logged step
 """
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from absl import logging
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from structnet_jax import checkpoints
 from structnet_jax import models
@@ -160,7 +162,10 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
   stage2_dir = os.path.join(workdir, "stage2")
   stage2_started = checkpoints.manager(stage2_dir).latest_step() is not None
   budget = stop_after
-  if n1 > 0 and not stage2_started:
+  if config.stage1.init_from and not stage2_started:
+    state = state.replace(params=pretrained_params(
+        state.params, stage1_dir(config, workdir), config))
+  elif n1 > 0 and not stage2_started:
     step1 = train.jit_step(train.make_pretrain_step(model, config), mesh)
     before = int(_latest(os.path.join(workdir, "stage1")) or 0)
     state = run_stage("stage1", state, step1, batch_fn, n1,
@@ -179,6 +184,63 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
   return run_stage("stage2", state, step2, lambda s: batch_fn(s + n1), n2,
                    ckpt_dir=stage2_dir, extra_args=(pose_space_dev,),
                    stop_after=budget, **common)
+
+
+def stage1_dir(config, workdir: str) -> str:
+  """Where the run's stage-1 checkpoints are: its own ``<workdir>/stage1``, or
+  ``<config.stage1.init_from>/stage1`` when it shares another run's."""
+  source = config.stage1.init_from or workdir
+  return os.path.join(os.path.abspath(os.path.expanduser(source)), "stage1")
+
+
+def pretrained_params(params: dict[str, Any], directory: str, config
+                      ) -> dict[str, Any]:
+  """``params`` with the pre-trained layers (``train.PRETRAIN_LAYERS``: trunk,
+  h1-h3, pose head) taken from the last stage-1 checkpoint in ``directory``.
+
+  The pose embedding is not pre-trained, so runs that differ only in it (or
+  in any stage-2 setting) can share one stage 1 (``config.stage1.init_from``).
+
+  Raises:
+    FileNotFoundError: no finished stage 1 there.
+    ValueError: its layers have other shapes (another network size).
+  """
+  step = _latest(directory)
+  wanted = int(config.stage1.num_steps)
+  if step is None or step < wanted:
+    raise FileNotFoundError(
+        f"no finished stage 1 in {directory} (latest checkpoint: {step}, need "
+        f"step {wanted}); train it first (--mode=train; with "
+        "config.stage1.init_from, train the run it names first).")
+  mngr = checkpoints.manager(directory)
+  saved = mngr.restore(step, args=ocp.args.StandardRestore())
+  mngr.close()
+  out = dict(params)
+  for layer in train.PRETRAIN_LAYERS:
+    if layer not in params:
+      continue
+    ours = jax.tree_util.tree_map(np.shape, params[layer])
+    theirs = jax.tree_util.tree_map(np.shape, saved["params"].get(layer))
+    if ours != theirs:
+      raise ValueError(
+          f"config.stage1.init_from: layer {layer!r} in {directory} has "
+          f"shapes {theirs}, this run's network has {ours}; share stage 1 "
+          "only between runs with the same config.model sizes.")
+    out[layer] = jax.tree_util.tree_map(
+        lambda new, old: np.asarray(old, dtype=np.asarray(new).dtype),
+        params[layer], saved["params"][layer])
+  return out
+
+
+def load_stage1_variables(model: models.StructNet, config, workdir: str,
+                          pose_space: np.ndarray) -> dict[str, Any]:
+  """The variables after stage 1 (the regression network alone, whose pose
+  head gives the "Regression net (stage 1)" row)."""
+  key = jax.random.PRNGKey(config.seed)
+  init_key, _ = jax.random.split(key)
+  state = train.init_train_state(model, config, init_key, pose_space)
+  params = pretrained_params(state.params, stage1_dir(config, workdir), config)
+  return state.replace(params=params).variables()
 
 
 def _latest(directory: str) -> int | None:

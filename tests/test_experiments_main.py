@@ -1,8 +1,12 @@
-"""The command line: train, evaluate, resume, and refuse a misspelt field."""
+"""The command line: train, evaluate, resume, predict, and refuse a misspelt field."""
 
+import json
 import os
 import subprocess
 import sys
+
+import numpy as np
+from tensorboard.backend.event_processing import event_accumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,7 +19,7 @@ def _main(workdir, *flags):
        "--config.stage1.num_steps=4", "--config.stage2.num_steps=4",
        "--config.train.log_every=2", "--config.data.pose_space_size=300",
        "--config.data.num_test=40", "--config.eval.batch_size=20", *flags],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_train_and_evaluate_then_resume(tmp_path):
@@ -23,17 +27,78 @@ def test_train_and_evaluate_then_resume(tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert "StructNet-Avg(20)" in run.stdout and "| All |" in run.stdout
   assert "| NN-oracle |" in run.stdout
+  assert "| LinKDE |" in run.stdout
+  assert "| Regression net (stage 1) |" in run.stdout
+  # Table 1's row order: StructNet's rows, the baselines, the references.
+  table = run.stdout.split("| PA-MPJPE")[0].split("| MPJPE (mm) |")[1]
+  rows = [line.split("|")[1].strip() for line in table.splitlines()
+          if line.startswith("| ") and line.strip("| ")]
+  assert rows == ["StructNet-Max", "StructNet-Avg(5)", "StructNet-Avg(20)",
+                  "StructNet-Avg(50)", "StructNet-Avg(20)-APF",
+                  "StructNet-Pred", "Regression net (stage 1)", "LinKDE",
+                  "Mean training pose", "NN-oracle"], rows
   for name in ("results.md", "results.json", "config.json", "metrics.jsonl",
-               "figure3.png", "figure4a.png", "figure4d.png"):
+               "figure3.png", "figure4a.png", "figure4d.png",
+               "pose_space.npy"):
     assert (tmp_path / name).exists(), name
   assert "Alignment:" in (tmp_path / "results.md").read_text()
+  assert _tensorboard_tags(tmp_path / "tensorboard") >= {
+      "stage1/cost", "stage2/step_size", "stage2/violated_fraction",
+      "eval/mpjpe/StructNet-Max", "eval/alignment_fraction_30mm"}
   logged = (tmp_path / "metrics.jsonl").read_text().count("\n")
-  again = _main(tmp_path, "--mode=evaluate")
+  again = _main(tmp_path, "--mode=evaluate", "--config.eval.linkde=False",
+                "--config.eval.figures=False")
   assert again.returncode == 0, again.stderr[-3000:]
+  assert "| StructNet-Avg(20)-APF |" in again.stdout
   resumed = _main(tmp_path, "--mode=train")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   # Finished stages are not trained again.
   assert (tmp_path / "metrics.jsonl").read_text().count("\n") == logged
+  _check_predict(tmp_path)
+
+
+def _tensorboard_tags(logdir):
+  """Scalar tags in the event files, read with TensorBoard's own reader."""
+  tags = set()
+  for name in os.listdir(logdir):
+    acc = event_accumulator.EventAccumulator(os.path.join(logdir, name))
+    acc.Reload()
+    tags |= set(acc.Tags()["scalars"])
+  return tags
+
+
+def _check_predict(workdir):
+  """experiments.predict on a trained workdir: poses, top-k and a PNG each."""
+  images = np.random.default_rng(0).integers(0, 256, (3, 50, 40, 3),
+                                             dtype=np.uint8)
+  np.save(workdir / "crops.npy", images)
+  env = {**os.environ, "PYTHONPATH": REPO}
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.predict",
+       f"--workdir={workdir}", f"--images={workdir / 'crops.npy'}",
+       "--top_k=3", "--apf"], cwd=REPO, env=env, capture_output=True,
+      text=True, timeout=900)
+  assert out.returncode == 0, out.stderr[-3000:]
+  data = json.loads((workdir / "predictions" /
+                     "predictions.json").read_text())
+  assert len(data["predictions"]) == 3 and data["units"] == "mm"
+  first = data["predictions"][0]
+  space = np.load(workdir / "pose_space.npy")
+  # The top hypothesis is StructNet-Max, a candidate pose, scores descending.
+  top = first["top_k"]
+  assert len(top) == 3
+  assert [t["score"] for t in top] == sorted((t["score"] for t in top),
+                                             reverse=True)
+  np.testing.assert_allclose(first["poses_mm"]["StructNet-Max"],
+                             space[top[0]["candidate"]], atol=0.01)
+  assert {"StructNet-Avg(20)", "StructNet-Avg(20)-APF",
+          "StructNet-Pred"} <= set(first["poses_mm"])
+  assert (workdir / "predictions" / "image_00000.png").exists()
+  bad = subprocess.run(
+      [sys.executable, "-m", "experiments.predict",
+       f"--workdir={workdir}", f"--images={workdir / 'none'}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert bad.returncode != 0 and "no such file" in bad.stderr
 
 
 def test_misspelt_config_field_is_refused(tmp_path):

@@ -204,3 +204,54 @@ def test_bad_training_batches_are_refused_before_any_step():
     trainer.check_batch({**good, "pose": bad}, 32)
   with pytest.raises(ValueError, match="missing"):
     trainer.check_batch({"image": good["image"]}, 32)
+
+
+def test_shared_stage1_gives_the_other_runs_pretrained_layers(tmp_path):
+  """stage1.init_from: no stage 1 of its own; the trunk, h1-h3 and pose head
+  come from the named run, the pose embedding may differ."""
+  config = _micro_config(**{"stage1.num_steps": 2, "stage2.num_steps": 0})
+  source = _source(config)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  fn = lambda s: source.train_batch(s, config.train.batch_size)
+  model = models.StructNet.from_config(config.model)
+  trainer.train_both_stages(model, config, str(tmp_path / "a"), fn,
+                            source.pose_space, mesh)
+  stage1 = trainer.load_stage1_variables(model, config, str(tmp_path / "a"),
+                                         source.pose_space)
+  other = _micro_config(**{"stage1.num_steps": 2, "stage2.num_steps": 1,
+                           "stage1.init_from": str(tmp_path / "a"),
+                           "model.pose_embedding": "raw"})
+  other_model = models.StructNet.from_config(other.model)
+  state = trainer.train_both_stages(other_model, other, str(tmp_path / "b"),
+                                    fn, source.pose_space, mesh)
+  assert not (tmp_path / "b" / "stage1").exists()
+  assert int(jax.device_get(state.step)) == 1
+  # Frozen in stage 2, so the trunk is stage 1's, bit for bit.
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         stage1["params"]["trunk"],
+                         jax.device_get(state.params["trunk"]))
+  fresh = train.init_train_state(model, config, jax.random.PRNGKey(9),
+                                 source.pose_space)
+  assert not np.allclose(fresh.params["trunk"]["conv1"]["kernel"],
+                         stage1["params"]["trunk"]["conv1"]["kernel"])
+
+
+def test_shared_stage1_errors_name_the_problem(tmp_path):
+  config = _micro_config(**{"stage1.num_steps": 2, "stage2.num_steps": 1,
+                            "stage1.init_from": str(tmp_path / "missing")})
+  source = _source(config)
+  model = models.StructNet.from_config(config.model)
+  fn = lambda s: source.train_batch(s, config.train.batch_size)
+  with pytest.raises(FileNotFoundError, match="no finished stage 1"):
+    trainer.train_both_stages(model, config, str(tmp_path / "b"), fn,
+                              source.pose_space)
+  # A stage 1 of another network size is refused by layer.
+  small = _micro_config(**{"stage1.num_steps": 1, "stage2.num_steps": 0})
+  trainer.train_both_stages(model, small, str(tmp_path / "a"), fn,
+                            source.pose_space)
+  wide = _micro_config(**{"stage1.num_steps": 1, "stage2.num_steps": 1,
+                          "stage1.init_from": str(tmp_path / "a"),
+                          "model.h1_width": 48})
+  with pytest.raises(ValueError, match="same config.model sizes"):
+    trainer.train_both_stages(models.StructNet.from_config(wide.model), wide,
+                              str(tmp_path / "c"), fn, source.pose_space)

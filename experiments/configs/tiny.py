@@ -11,6 +11,7 @@ from experiments.configs import default
 
 def get_config():
   c = default.get_config()
+  c.data.source = "blobs"
   c.data.image_size = 36
   c.data.num_test = 300
   c.data.pose_space_size = 2000
@@ -40,4 +41,6 @@ def get_config():
   c.eval.apf_particles = 32
   c.eval.apf_layers = 4
   c.eval.apf_refine_steps = 50
+  c.eval.linkde_features = 512
+  c.eval.linkde_cell_size = 4
   return c

@@ -1,0 +1,45 @@
+r"""The Human3.6M-motion protocol: real motion capture, our rendered people.
+
+Train on S1, S5, S6, S7, S8 and test on S9, S11, each of the four cameras a
+separate view, poses in that camera's frame (the paper's protocol, section
+6), with people rendered from the Human3.6M exponential-map motion capture
+(``data_pipelines/tfds_builder.py``, config ``h36m_motion``). The motion file
+is given on the command line:
+
+  python -m experiments.main \
+      --config=experiments/configs/h36m_motion.py[:paper|cpu] --workdir=DIR \
+      --config.data.motion_path=/path/to/h36m_expmap_25fps.npz
+
+``paper`` (the default argument): Figure-1 network and the paper's
+choices, every 5th frame of the 25 fps file (5 fps; about 126k training
+crops). ``cpu``: the default config's smaller network and short-schedule
+choices on 64x64 crops at 1 fps (every 25th frame: 25,212 training and
+9,536 test crops), 3000 + 1500 steps; about an hour on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from experiments.configs import default
+from experiments.configs import paper
+
+VARIANTS = ("paper", "cpu")
+
+
+def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int]):
+  """The train S1/S5/S6/S7/S8, test S9/S11 protocol on ``tfds_config`` data,
+  with the ``paper`` or ``cpu`` network and ``frame_steps[variant]``."""
+  if variant not in VARIANTS:
+    raise ValueError(f"{tfds_config} config argument {variant!r} is unknown; "
+                     f"use one of {VARIANTS} (e.g. {tfds_config}.py:cpu).")
+  c = paper.get_config() if variant == "paper" else default.get_config()
+  c.data.source = "tfds"
+  c.data.tfds_config = tfds_config
+  c.data.frame_step = frame_steps[variant]
+  if variant == "cpu":
+    c.stage1.num_steps = 3000
+    c.stage2.num_steps = 1500
+  return c
+
+
+def get_config(variant: str = "paper"):
+  return protocol_config("h36m_motion", variant, {"paper": 5, "cpu": 25})
