@@ -4,7 +4,7 @@ With no data on the machine it renders the procedural ``structnet_h36m``
 dataset (64x64 person crops through the four Human3.6M cameras), trains both
 stages (1000 + 1000 steps) of a StructNet of Figure 1's shape at half the
 input side and a quarter of the widths, and evaluates with every row of
-Table 1, in about 15 minutes on a 2-core CPU. The algorithm is the
+Table 1, in about 18 minutes on a 2-core CPU. The algorithm is the
 paper's (section 5.3: line search over [1e-7, 1e2] with no momentum,
 C = 2000 + K = 10 candidates, lambda = 1, alpha = 1e-4, dropout 0.75 on h1
 and h2), except two choices for the short schedule, explained at
