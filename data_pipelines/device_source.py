@@ -2,10 +2,11 @@
 
 Machines without TensorFlow cannot read the ``structnet_h36m`` TFDS dataset
 through ``input_pipeline``. ``RenderSource`` serves the same data without it:
-the motion (procedural, or Human3.6M exponential maps) is filmed through the
-Human3.6M rig exactly as ``synthesize.render_sequence_examples`` films it
-(same retargeting, ankle lift, camera-frame joints, subject appearance, room
-floor, crop box and renderer), but the images are rendered on the device,
+the motion (procedural, Human3.6M exponential maps, or joint positions) is
+filmed through the Human3.6M rig exactly as
+``synthesize.render_sequence_examples`` films it (same retargeting and ankle
+lift, or none for positions, same camera-frame joints, subject appearance,
+room floor, crop box and renderer), but the images are rendered on the device,
 every training step, instead of once into files.
 
 It has the interface of the experiments layer (``experiments/pipeline.py``;
@@ -65,6 +66,7 @@ import numpy as np
 from data_pipelines import appearance as appearance_lib
 from data_pipelines import augment
 from data_pipelines import cameras as cameras_lib
+from data_pipelines import position_motion
 from data_pipelines import render
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
@@ -108,7 +110,8 @@ def _check_int(name, value, minimum):
   return int(value)
 
 
-def _check_subjects(name, subjects) -> tuple[str, ...]:
+def _check_subjects(name, subjects, *, any_name: bool = False
+                    ) -> tuple[str, ...]:
   if isinstance(subjects, str) or subjects is None:
     subjects = (subjects,) if subjects else ()
   subjects = tuple(subjects)
@@ -119,12 +122,22 @@ def _check_subjects(name, subjects) -> tuple[str, ...]:
   for s in subjects:
     if not isinstance(s, str):
       raise ValueError(f"{name}: subject names must be strings, got {s!r}.")
-    synthesize.check_subject(s)
+    if not any_name:  # joint positions may name anybody
+      synthesize.check_subject(s)
   return subjects
 
 
 def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
   """Motion sequences of ``subjects`` and the positions to keep in each."""
+  if "placement" in procedural:  # a joint-positions file
+    subjects = [s for s in subjects if s in {
+        k[0] for k in position_motion.sequence_keys(motion)}]
+    if not subjects:
+      return []
+    seqs = position_motion.load_position_motion(
+        motion, subjects=subjects, actions=actions, step=frame_step,
+        **procedural)
+    return [(s, np.arange(s.num_frames)) for s in seqs.values()]
   if isinstance(motion, str) and motion == "procedural":
     from data_pipelines import procedural_motion  # pylint: disable=g-import-not-at-top
     seqs = procedural_motion.generate_motion(
@@ -165,10 +178,10 @@ def _split_arrays(seq_keeps, cams, subject_index, view_index, *, body_seed,
     rows = getattr(seq, "frame_indices", None)
     rows = (np.arange(world.shape[0]) if rows is None
             else np.asarray(rows).reshape(-1))
-    joints = synthesize.subject_world_joints(seq, body_seed=body_seed)
-    lifted = joints[keep] + np.array([0.0, 0.0, synthesize.ANKLE_HEIGHT_MM])
+    lifted = synthesize.filmed_world_joints(seq, keep, body_seed=body_seed)
+    rig = synthesize.rig_subject(seq)
     for camera in cams:
-      cam = cameras_lib.camera_for(subject, camera - 1)
+      cam = cameras_lib.camera_for(rig, camera - 1)
       cam_joints = synthesize.camera_frame_joints(lifted, cam)
       if not np.all(cam_joints[..., 2] > 1.0):
         raise ValueError(
@@ -332,15 +345,20 @@ class RenderSource:
              appearance_seed: int = 0,
              pixel_noise: bool = True,
              skeleton_path: str | None = None,
+             placement: str = "auto",
+             random_yaw: bool = False,
+             rig_subject: str | None = None,
              rgb_sample_size: int = 256,
              render_chunk: int = 8) -> "RenderSource":
     """Loads the motion, films it, and estimates the RGB covariance.
 
     Args:
-      motion: ``"procedural"`` (``procedural_motion.generate_motion``) or the
+      motion: ``"procedural"`` (``procedural_motion.generate_motion``), the
         path of a Human3.6M exponential-map ``.npz`` / folder
-        (``h36m_motion.load_expmap_motion``).
-      train_subjects, test_subjects: disjoint subjects of the rig.
+        (``h36m_motion.load_expmap_motion``) or of a joint-positions ``.npz``
+        (``position_motion``, rendered as given).
+      train_subjects, test_subjects: disjoint subjects of the rig (any names
+        of a positions file).
       actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
         Human3.6M: e.g. ``"walking"``); None for all.
       cameras: camera numbers 1..4, each a separate view.
@@ -358,6 +376,8 @@ class RenderSource:
       pixel_noise: add the subjects' Gaussian sensor noise.
       skeleton_path: ``h36m_skeleton32.json`` for exp-map motion (default:
         beside the motion file).
+      placement, random_yaw, rig_subject: for a joint-positions file
+        (``position_motion.load_position_motion``; ``seed`` seeds the yaws).
       rgb_sample_size: training images rendered to estimate the covariance.
       render_chunk: examples vmapped together per step of the renderer's
         ``lax.map`` (memory vs. parallelism; results do not depend on it).
@@ -366,8 +386,14 @@ class RenderSource:
       ValueError: bad options, unknown or overlapping subjects, unknown
         cameras or actions, a missing motion path, an empty split.
     """
-    train_subjects = _check_subjects("train_subjects", train_subjects)
-    test_subjects = _check_subjects("test_subjects", test_subjects)
+    positions = (isinstance(motion, (str, os.PathLike))
+                 and os.fspath(motion) != "procedural"
+                 and position_motion.holds_positions(
+                     os.path.expanduser(os.fspath(motion))))
+    train_subjects = _check_subjects("train_subjects", train_subjects,
+                                     any_name=positions)
+    test_subjects = _check_subjects("test_subjects", test_subjects,
+                                    any_name=positions)
     overlap = sorted(set(train_subjects) & set(test_subjects))
     if overlap:
       raise ValueError(f"subject(s) {overlap} are in both train_subjects and "
@@ -414,13 +440,23 @@ class RenderSource:
             f"motion path {motion!r} does not exist. Pass 'procedural' or "
             "the h36m_expmap_25fps.npz of the shared data or the folder of "
             "the exponential-map release (the one holding S1/walking_1.txt).")
-      options = {"skeleton_path": skeleton_path}
+      if positions:
+        options = dict(placement=placement, random_yaw=random_yaw, seed=seed,
+                       cameras=cams, rig_subject=rig_subject)
+      else:
+        options = {"skeleton_path": skeleton_path}
     else:
       options = dict(sequences_per_action=sequences_per_action,
                      frames_per_sequence=frames_per_sequence, fps=fps,
                      seed=seed, body_seed=body_seed)
 
+    if (placement, random_yaw, rig_subject) != ("auto", False, None) and (
+        not positions):
+      raise ValueError("placement, random_yaw and rig_subject apply to joint "
+                       "positions files only; leave them at their defaults.")
     subjects = train_subjects + test_subjects
+    rigs = {s: position_motion.rig_subject_for(s, rig_subject) if positions
+            else s for s in subjects}
     subject_index = {s: i for i, s in enumerate(subjects)}
     view_index = {(s, c): i * len(cams) + j for i, s in enumerate(subjects)
                   for j, c in enumerate(cams)}
@@ -442,7 +478,7 @@ class RenderSource:
     focal, center, floors = [], [], []
     for s in subjects:
       for c in cams:
-        cam = cameras_lib.camera_for(s, c - 1)
+        cam = cameras_lib.camera_for(rigs[s], c - 1)
         focal.append(np.asarray(cam.focal, np.float32))
         center.append(np.asarray(cam.center, np.float32))
         floors.append(render.floor_from_extrinsics(

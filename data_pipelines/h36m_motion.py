@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines import kinematics
+from data_pipelines import npz_files
 
 NUM_COLUMNS = 99
 SKELETON_FILENAME = "h36m_skeleton32.json"
@@ -372,7 +373,8 @@ def _check_rows(rows: np.ndarray, where: str) -> np.ndarray:
         f"{where}: expected rows of {NUM_COLUMNS} numbers (root translation "
         f"increment, root rotation increment, 31 joint exponential maps), got "
         f"an array of shape {rows.shape}. Is this a Human3.6M exponential-map "
-        "file?")
+        "file? Joint positions [T, 17, 3] go through the positions source "
+        "(data_pipelines/position_motion.py, TFDS config 'positions').")
   if rows.shape[0] == 0:
     raise ValueError(f"{where}: the sequence has no frames; drop the file.")
   finite = np.isfinite(rows)
@@ -397,16 +399,10 @@ def _parse_npz_key(key: str, path: str) -> tuple[str, str, int]:
 
 
 def _npz_index(path: str) -> tuple[dict[tuple[str, str, int], str], object]:
-  try:
-    archive = np.load(path, allow_pickle=False)
-  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-    raise ValueError(
-        f"{path} is not a readable .npz archive ({e}). Pass the "
-        "h36m_expmap_25fps.npz of the shared data, or a folder of "
-        "S*/<action>_<subaction>.txt files.") from e
-  if not isinstance(archive, np.lib.npyio.NpzFile):
-    raise ValueError(f"{path} holds a single array, not an .npz archive of "
-                     "'S<n>/<action>/<subaction>' sequences.")
+  archive = npz_files.open_archive(
+      path, "Pass the h36m_expmap_25fps.npz of the shared data (keys "
+      "'S<n>/<action>/<subaction>'), or a folder of "
+      "S*/<action>_<subaction>.txt files.")
   index = {_parse_npz_key(k, path): k for k in archive.files}
   return index, archive
 

@@ -30,9 +30,12 @@ each frame is shifted vertically so that its lowest joint keeps its height
 Geometry. The world floor is ``z = 0`` and the ankle joint stands for the
 foot, so the rendered person is lifted by ``ANKLE_HEIGHT_MM`` (the height of
 the ankle joint above the sole) before filming; ``pose`` is root-relative and
-does not change. The renderer and ``pose_2d`` use the pinhole model of the
-camera's focal length and principal point (no lens distortion): the crop is a
-small window, and image and 2D joints agree exactly.
+does not change. Joint positions (``position_motion``) have their floor
+under the soles already and are filmed as given (their ``.retarget`` is
+False and ``.lift_mm`` 0), by the cameras of their ``.rig_subject``. The
+renderer and ``pose_2d`` use the pinhole model of the camera's focal length
+and principal point (no lens distortion): the crop is a small window, and
+image and 2D joints agree exactly.
 """
 
 from __future__ import annotations
@@ -138,19 +141,46 @@ def subject_world_joints(seq, *, body_seed: int = 0,
   Args:
     seq: a motion sequence (``.subject``, ``.world_joints [T, 17, 3]`` mm).
     body_seed: seed of ``body_model.subject_body``.
-    retarget: whether to retarget to the subject's body; ``None`` (auto)
-      retargets everything except procedural sequences, which carry their
-      ``.body`` and are generated on it already.
+    retarget: whether to retarget to the subject's body; ``None`` (auto):
+      the sequence's own ``.retarget`` when it has one (joint positions say
+      False: rendered as given), else everything except procedural
+      sequences, which carry their ``.body`` and are generated on it.
 
   Returns:
     ``[T, 17, 3]`` float64 mm, z-up world.
   """
   joints = np.asarray(seq.world_joints, np.float64)
   if retarget is None:
+    retarget = getattr(seq, "retarget", None)
+  if retarget is None:
     retarget = getattr(seq, "body", None) is None
   if not retarget:
     return joints
   return retarget_joints(joints, subject_bone_lengths(seq.subject, body_seed))
+
+
+def rig_subject(seq) -> str:
+  """Whose calibrated cameras film ``seq``: its ``.rig_subject`` when it has
+  one (joint positions of any subject), else its ``.subject``."""
+  return check_subject(getattr(seq, "rig_subject", None) or str(seq.subject))
+
+
+def filmed_world_joints(seq, keep, *, body_seed: int = 0,
+                        retarget: bool | None = None,
+                        lift_mm: float | None = None) -> np.ndarray:
+  """The world joints ``[K, 17, 3]`` float64 mm the cameras film.
+
+  The kept frames ``keep`` of ``subject_world_joints(seq)``, lifted by
+  ``lift_mm``; None (auto): the sequence's own ``.lift_mm`` when it has one
+  (0 for joint positions, whose floor is under the soles), else
+  ``ANKLE_HEIGHT_MM`` (motion whose ankles stand on ``z = 0``).
+  """
+  if lift_mm is None:
+    lift_mm = getattr(seq, "lift_mm", ANKLE_HEIGHT_MM)
+  if not (np.isscalar(lift_mm) and np.isfinite(lift_mm)):
+    raise ValueError(f"lift_mm must be a finite number of mm, got {lift_mm!r}.")
+  joints = subject_world_joints(seq, body_seed=body_seed, retarget=retarget)
+  return joints[keep] + np.array([0.0, 0.0, lift_mm])
 
 
 # ---------------------------------------------------------------------------
@@ -221,6 +251,7 @@ def render_sequence_examples(
     supersample: int = 2,
     pixel_noise: bool = True,
     retarget: bool | None = None,
+    lift_mm: float | None = None,
 ) -> Iterator[dict]:
   """Renders a motion sequence through the Human3.6M rig, one dict per view.
 
@@ -234,7 +265,9 @@ def render_sequence_examples(
   Args:
     seq: a motion sequence with ``.subject .action .subaction .world_joints
       [T, 17, 3]`` (mm, z-up world) and optionally ``.frame_indices [T]``
-      (source rows, reported as ``"frame"``; default ``0..T-1``).
+      (source rows, reported as ``"frame"``; default ``0..T-1``),
+      ``.rig_subject`` (whose cameras film it; default ``.subject``),
+      ``.retarget`` and ``.lift_mm`` (see ``filmed_world_joints``).
     cameras: camera numbers 1..4 to film with.
     frame_step: keep every ``frame_step``-th frame (0, step, 2 step, ...).
     frames: explicit positions in ``seq.world_joints`` to keep instead.
@@ -248,6 +281,8 @@ def render_sequence_examples(
     pixel_noise: add the appearance's Gaussian sensor noise, seeded per
       example (so images do not depend on ``batch_size``).
     retarget: see ``subject_world_joints`` (None: auto).
+    lift_mm: height added to the joints before filming (None: auto, see
+      ``filmed_world_joints``).
 
   Returns:
     An iterator of example dicts (keys ``EXAMPLE_KEYS``).
@@ -264,7 +299,8 @@ def render_sequence_examples(
   if not (np.isscalar(margin) and np.isfinite(margin) and margin >= 0):
     raise ValueError(f"margin must be a number >= 0 (fraction of the joints' "
                      f"2D box), got {margin!r}.")
-  subject = check_subject(seq.subject)
+  subject = str(seq.subject)
+  rig = rig_subject(seq)
   world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
   if world.ndim != 3:
     raise ValueError(f"world_joints must have shape [T, 17, 3] mm, got "
@@ -286,11 +322,11 @@ def render_sequence_examples(
     raise ValueError(f"frame_indices has {source_rows.shape[0]} entries for "
                      f"{num} frames.")
 
-  joints = subject_world_joints(seq, body_seed=body_seed, retarget=retarget)
-  lifted = joints[keep] + np.array([0.0, 0.0, ANKLE_HEIGHT_MM])
+  lifted = filmed_world_joints(seq, keep, body_seed=body_seed,
+                               retarget=retarget, lift_mm=lift_mm)
   views = []
   for camera in cams:
-    cam = cameras_lib.camera_for(subject, camera - 1)
+    cam = cameras_lib.camera_for(rig, camera - 1)
     cam_joints = camera_frame_joints(lifted, cam)
     if not np.all(cam_joints[..., 2] > 1.0):
       raise ValueError(

@@ -1,6 +1,6 @@
 """TFDS builder ``structnet_h36m``: Human3.6M-style person crops with 3D poses.
 
-Three builder configs, one example format (``synthesize`` module docstring):
+Four builder configs, one example format (``synthesize`` module docstring):
 
 * ``procedural`` (default, offline): procedural motion
   (``procedural_motion.generate_motion``) on each subject's seeded body,
@@ -14,6 +14,15 @@ Three builder configs, one example format (``synthesize`` module docstring):
   "structnet_h36m/h36m_motion", motion_path=...)`` or ``build_dataset(
   "h36m_motion", data_dir, motion_path=...)``. (A custom config may carry
   ``motion_path`` too; the builder argument wins.)
+* ``positions``: any 17-joint position sequences (an ``.npz`` of
+  ``"{subject}/{action}/{subaction}"`` -> ``[T, 17, 3]`` mm, z up;
+  ``position_motion``), rendered as given (no retargeting) after placing each
+  in the capture volume (``placement``, optional ``random_yaw``). The file is
+  the builder's ``motion_path`` as for ``h36m_motion``. Subjects may have any
+  name (``rig_subject`` picks the cameras for non-Human3.6M ones);
+  ``test_subjects=None`` (the default) takes every subject of the file not in
+  ``train_subjects``, and ``train_subjects=()`` builds an evaluation-only
+  dataset (a ``test`` split alone).
 * ``h36m_release``: the official videos and poses, read by
   ``data_pipelines.h36m_release`` from ``manual_dir``
   (``tfds.download.DownloadConfig(manual_dir=...)`` or ``build_dataset(...,
@@ -72,12 +81,14 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import h36m_motion
 from data_pipelines import input_pipeline
+from data_pipelines import npz_files
+from data_pipelines import position_motion
 from data_pipelines import procedural_motion
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
 
 DATASET_NAME = "structnet_h36m"
-SOURCES = ("procedural", "h36m_motion", "h36m_release")
+SOURCES = ("procedural", "h36m_motion", "positions", "h36m_release")
 TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
 POSE_SPACE_FILENAME = "pose_space.npy"
@@ -133,9 +144,12 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
   """Options of one ``structnet_h36m`` dataset.
 
   Attributes:
-    source: ``"procedural"``, ``"h36m_motion"`` or ``"h36m_release"``.
+    source: ``"procedural"``, ``"h36m_motion"``, ``"positions"`` or
+      ``"h36m_release"``.
     train_subjects, test_subjects: subjects of the two splits (disjoint;
-      all must be in the Human3.6M camera rig: S1, S5, S6, S7, S8, S9, S11).
+      all must be in the Human3.6M camera rig: S1, S5, S6, S7, S8, S9, S11,
+      except for ``positions``: any names in the file, ``train_subjects``
+      may be empty and ``test_subjects`` None for all the others).
     actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
       Human3.6M: lower-case, e.g. ``"walking"``); None for all.
     cameras: camera numbers 1..4 (each a separate view).
@@ -150,12 +164,18 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
     appearance_seed: seed of the subjects' looks, the room and pixel noise.
     supersample: rays per pixel side when rendering (2: anti-aliased).
     pixel_noise: add the appearance's Gaussian sensor noise.
-    motion_path: ``h36m_motion``'s motion file or folder, when not given to
-      the builder (``StructnetH36m(..., motion_path=...)``).
+    motion_path: ``h36m_motion``'s motion file or folder (``positions``:
+      its ``.npz``), when not given to the builder (``StructnetH36m(...,
+      motion_path=...)``).
+    placement: ``positions``: ``position_motion.PLACEMENTS``.
+    random_yaw: ``positions``: turn each sequence by a random yaw (seeded by
+      ``seed`` and its key).
+    rig_subject: ``positions``: whose cameras film every sequence (None:
+      each Human3.6M subject its own, others ``S9``'s).
   """
   source: str = "procedural"
   train_subjects: tuple[str, ...] = TRAIN_SUBJECTS
-  test_subjects: tuple[str, ...] = TEST_SUBJECTS
+  test_subjects: tuple[str, ...] | None = TEST_SUBJECTS
   actions: tuple[str, ...] | None = None
   cameras: tuple[int, ...] = synthesize.CAMERAS
   frame_step: int = 5
@@ -170,8 +190,14 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
   supersample: int = 2
   pixel_noise: bool = True
   motion_path: str | None = None
+  placement: str = "auto"
+  random_yaw: bool = False
+  rig_subject: str | None = None
 
 
+# Fields added after datasets were built: left out of the fingerprint while at
+# these defaults, so the datasets built before keep their names and caches.
+_ADDED_FIELDS = {"placement": "auto", "random_yaw": False, "rig_subject": None}
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StructnetH36mConfig))
 _OPTION_NAMES = tuple(n for n in _FIELD_NAMES
                       if n not in _IDENTITY_FREE + ("version",))
@@ -188,6 +214,12 @@ BUILDER_CONFIGS = (
         "motion_path=), retargeted to seeded per-subject bodies and rendered "
         "through the 4 Human3.6M cameras; every 5th frame of the file."),
     StructnetH36mConfig(
+        name="positions", source="positions", frame_step=5, test_subjects=None,
+        description="17-joint position sequences (pass motion_path=, an .npz "
+        "of '{subject}/{action}/{subaction}' -> [T, 17, 3] mm, z up), "
+        "placed in the capture volume and rendered as given through the 4 "
+        "Human3.6M cameras; every 5th frame of the file."),
+    StructnetH36mConfig(
         name="h36m_release", source="h36m_release", frame_step=5,
         description="The official Human3.6M videos and 3D poses from "
         "manual_dir; every 5th frame at 50 fps."),
@@ -197,7 +229,7 @@ BUILDER_CONFIGS = (
 def _canonical(name: str, value):
   """Normalises a config option (lists -> tuples, numpy scalars -> python)."""
   if name in ("train_subjects", "test_subjects", "actions", "cameras"):
-    if value is None and name == "actions":
+    if value is None and name in ("actions", "test_subjects"):
       return None
     if isinstance(value, (str, int, np.integer)):
       value = (value,)
@@ -229,19 +261,31 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
                      f"{SOURCES}, got {config.source!r}.")
   rig = sorted(synthesize.cameras_lib.load_h36m_cameras(),
                key=lambda s: (len(s), s))
+  positions = config.source == "positions"
   for field in ("train_subjects", "test_subjects"):
     subjects = getattr(config, field)
+    if positions and (subjects is None and field == "test_subjects"
+                      or subjects == () and field == "train_subjects"):
+      continue  # all subjects not in train / an evaluation-only dataset
     if (isinstance(subjects, str) or not isinstance(subjects, tuple)
         or not subjects or len(set(subjects)) != len(subjects)):
       raise ValueError(
           f"config {config.name!r}: {field} must be a non-empty tuple of "
-          f"distinct subject names such as ('S1', 'S5'), got {subjects!r}.")
+          f"distinct subject names such as ('S1', 'S5'), got {subjects!r}"
+          + (" (positions: train_subjects may be () for an evaluation-only "
+             "dataset, test_subjects None for every other subject)."
+             if positions else "."))
+    if positions:
+      for s in subjects:
+        position_motion.check_subject_name(s, f"config {config.name!r}: "
+                                           f"{field}")
+      continue
     unknown = [s for s in subjects if s not in rig]
     if unknown:
       raise ValueError(
           f"config {config.name!r}: unknown subject(s) {unknown} in {field}; "
           f"the Human3.6M camera rig has {rig}. Choose subjects from those.")
-  overlap = sorted(set(config.train_subjects) & set(config.test_subjects))
+  overlap = sorted(set(config.train_subjects) & set(config.test_subjects or ()))
   if overlap:
     raise ValueError(
         f"config {config.name!r}: subject(s) {overlap} are in both "
@@ -279,15 +323,24 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
       raise ValueError(f"config {config.name!r}: {field} must be a "
                        f"{'non-negative' if field == 'margin' else 'positive'}"
                        f" number, got {value!r}.")
-  if not isinstance(config.pixel_noise, (bool, np.bool_)):
-    raise ValueError(f"config {config.name!r}: pixel_noise must be True or "
-                     f"False, got {config.pixel_noise!r}.")
+  for field in ("pixel_noise", "random_yaw"):
+    if not isinstance(getattr(config, field), (bool, np.bool_)):
+      raise ValueError(f"config {config.name!r}: {field} must be True or "
+                       f"False, got {getattr(config, field)!r}.")
+  if config.placement not in position_motion.PLACEMENTS:
+    raise ValueError(f"config {config.name!r}: placement must be one of "
+                     f"{position_motion.PLACEMENTS}, got {config.placement!r}.")
+  if config.rig_subject is not None and config.rig_subject not in rig:
+    raise ValueError(f"config {config.name!r}: rig_subject "
+                     f"{config.rig_subject!r} has no cameras; choose one of "
+                     f"{rig} (or None).")
   return config
 
 
 def _fingerprint(config: StructnetH36mConfig, extra=None) -> str:
   fields = {n: getattr(config, n) for n in _FIELD_NAMES
-            if n not in _IDENTITY_FREE}
+            if n not in _IDENTITY_FREE and not (
+                n in _ADDED_FIELDS and getattr(config, n) == _ADDED_FIELDS[n])}
   fields["version"] = str(fields["version"])
   blob = json.dumps([fields, extra, _CACHE_FORMAT], sort_keys=True,
                     default=repr)
@@ -391,14 +444,7 @@ def _save_examples(path: str, examples: list[dict], crop_size: int):
     arrays[k] = np.array([str(ex[k]) for ex in examples], dtype=np.str_)
   for k in ("subaction", "camera", "frame"):
     arrays[k] = np.array([int(ex[k]) for ex in examples], np.int64)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  npz_files.save_atomic(path, arrays)
 
 
 def _load_examples(path: str) -> list[dict]:
@@ -524,7 +570,7 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
       manual_dir = dl_manager._manual_dir  # pylint: disable=protected-access
       self._plan(dl_manager.download_dir, None, manual_dir=manual_dir)
     return {split: self._generate_examples(split)
-            for split in ("train", "test")}
+            for split in ("train", "test") if self._jobs[split]}
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict]]:
     jobs = self._jobs[split]
@@ -562,18 +608,32 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
       jobs, identity = self._procedural_jobs(cfg), None
     elif cfg.source == "h36m_motion":
       jobs, identity = self._motion_jobs(cfg)
+    elif cfg.source == "positions":
+      jobs, identity = self._positions_jobs(cfg)
     else:
       if manual_dir is None:
         manual_dir = (download_config.manual_dir if download_config is not None
                       and download_config.manual_dir else
                       os.path.join(download_dir, "manual"))
       jobs, identity = self._release_jobs(cfg, os.fspath(manual_dir))
-    splits = {"train": cfg.train_subjects, "test": cfg.test_subjects}
+    test_subjects = cfg.test_subjects
+    if test_subjects is None:  # positions: every subject not in train
+      test_subjects = tuple(sorted({j.subject for j in jobs}
+                                   - set(cfg.train_subjects)))
+    splits = {"train": cfg.train_subjects, "test": test_subjects}
     self._jobs = {}
     for split, subjects in splits.items():
       self._jobs[split] = sorted(
           (j for j in jobs if j.subject in subjects), key=lambda j: j.key)
-      if not self._jobs[split]:
+      if not self._jobs[split] and not (split == "train" and not subjects):
+        if cfg.source == "positions":
+          raise ValueError(
+              f"config {cfg.name!r}: no sequences for the {split} split: the "
+              f"positions file has subjects "
+              f"{sorted({j.subject for j in jobs})}, {split} wants "
+              f"{list(subjects)}. Set train_subjects / test_subjects to "
+              "subjects of the file (--config.data.train_subjects=P1,P2; "
+              "'none' for an evaluation-only dataset).")
         raise ValueError(
             f"config {cfg.name!r}: no sequences for the {split} split "
             f"(subjects {list(subjects)}, actions "
@@ -625,6 +685,37 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
             f"unknown action(s) {unknown} for {path}; it holds {available}.")
       wanted = {a.lower() for a in cfg.actions}
       seqs = {k: s for k, s in seqs.items() if s.action in wanted}
+    kwargs = dict(self._render_kwargs(cfg), frame_step=1)  # loaded sub-sampled
+    jobs = [_Job(s.key, s.subject,
+                 _bind(synthesize.render_sequence_examples, s, **kwargs))
+            for s in seqs.values()]
+    return jobs, _source_identity(path)
+
+  def _positions_jobs(self, cfg):
+    path = self._motion_path or cfg.motion_path
+    if not path:
+      raise ValueError(
+          f"config {cfg.name!r} renders 17-joint position sequences but no "
+          "motion_path was given. Pass the .npz to the builder: "
+          "build_dataset('positions', data_dir, motion_path='my_motion.npz') "
+          "(experiments: --config.data.motion_path=my_motion.npz).")
+    path = os.path.expanduser(path)
+    subjects = None if cfg.test_subjects is None else list(
+        cfg.train_subjects + cfg.test_subjects)
+    available = sorted({k[0] for k in position_motion.sequence_keys(path)})
+    if subjects is not None:
+      subjects = [s for s in subjects if s in available]
+      if not subjects:
+        raise ValueError(
+            f"config {cfg.name!r}: none of the subjects "
+            f"{list(cfg.train_subjects + cfg.test_subjects)} is in {path}; it "
+            f"holds {available}. Set train_subjects / test_subjects "
+            "(--config.data.train_subjects=..., 'none' for an "
+            "evaluation-only dataset).")
+    seqs = position_motion.load_position_motion(
+        path, subjects=subjects, actions=cfg.actions, step=cfg.frame_step,
+        placement=cfg.placement, random_yaw=bool(cfg.random_yaw),
+        seed=cfg.seed, cameras=cfg.cameras, rig_subject=cfg.rig_subject)
     kwargs = dict(self._render_kwargs(cfg), frame_step=1)  # loaded sub-sampled
     jobs = [_Job(s.key, s.subject,
                  _bind(synthesize.render_sequence_examples, s, **kwargs))
@@ -698,6 +789,12 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         for start in range(0, images.shape[0], 256):
           yield images[start:start + 256]
 
+    if not self._jobs["train"]:  # an evaluation-only positions dataset
+      with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
+        np.save(f, np.zeros((0, poses_lib.NUM_JOINTS, 3), np.float32))
+      logging.info("No train split: wrote an empty %s and no %s",
+                   POSE_SPACE_FILENAME, RGB_STATS_FILENAME)
+      return
     mean, cov = input_pipeline.rgb_stats_from_images(train_images())
     pose_space = np.concatenate(poses).astype(np.float32)
     with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
@@ -829,6 +926,11 @@ def load_rgb_stats(data_dir_or_builder, config="procedural") -> dict[str, Any]:
   """
   path = os.path.join(dataset_dir(data_dir_or_builder, config),
                       RGB_STATS_FILENAME)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{path} does not exist: the dataset has no train split (an "
+        "evaluation-only positions dataset), so it has no training colour "
+        "statistics. Train on a dataset with train_subjects.")
   with open(path, encoding="utf-8") as f:
     stats = json.load(f)
   stats["mean"] = np.asarray(stats["mean"], np.float64)

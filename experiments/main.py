@@ -7,6 +7,17 @@ r"""Train and/or evaluate StructNet.
 Re-running in the same workdir resumes from the latest checkpoint. The
 evaluation writes ``results.md`` and ``results.json`` to the workdir and prints
 the per-action MPJPE table.
+
+``--mode=evaluate`` on a trained workdir evaluates its model as trained (the
+workdir's ``config.json``), with the given config's ``eval`` settings. Given
+other data, e.g. your own motion as joint positions,
+
+  python -m experiments.main --mode=evaluate --workdir=/tmp/structnet \
+      --config=experiments/configs/positions.py:evaluate \
+      --config.data.motion_path=/path/to/my_motion.npz
+
+it evaluates the model on that data's test split and writes the report to
+``<workdir>/eval/<data name>/``.
 """
 
 from __future__ import annotations
@@ -49,13 +60,14 @@ def main(argv):
                          "results; re-use it to resume).")
   config = _CONFIG.value
   workdir = os.path.abspath(_WORKDIR.value)
-  run = pipeline.Run.create(config, workdir)
+  run = pipeline.Run.create(config, workdir, mode=_MODE.value)
   if _MODE.value in ("train", "train_and_evaluate"):
     run.train()
   if _MODE.value in ("evaluate", "train_and_evaluate"):
     report = run.evaluate()
     print(report["markdown"])
-    logging.info("results written to %s", os.path.join(workdir, "results.md"))
+    logging.info("results written to %s", os.path.join(run.out_dir,
+                                                       "results.md"))
 
 
 if __name__ == "__main__":

@@ -5,17 +5,29 @@ Used by ``experiments.main`` (absl) and by notebooks/tests directly:
   run = Run.create(config, workdir)
   run.train()
   report = run.evaluate()   # writes results.md / results.json
+
+Evaluating a trained workdir (``Run.create(config, workdir,
+mode="evaluate")``) takes the network and its training from the workdir's
+``config.json`` and only ``eval`` (and ``data``) from ``config``. When
+``config.data`` names other data than the model was trained on (e.g. a
+positions file), the model is evaluated on that data's test split against
+the candidate poses it was trained with (``pose_space.npy``), and the report
+goes to ``<workdir>/eval/<data name>/``, leaving the run's own files as they
+are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 from typing import Any
 
 from absl import logging
 import jax
+import ml_collections
 import numpy as np
 
 
@@ -30,6 +42,9 @@ SOURCES = ("blobs", "tfds", "render")
 REGRESSION_ROW = "Regression net (stage 1)"
 LINKDE_ROW = "LinKDE"
 POSE_SPACE_FILE = "pose_space.npy"
+EVAL_DIRNAME = "eval"
+# Data fields that do not change which examples a split holds.
+_DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std")
 
 
 def make_source(config):
@@ -48,8 +63,22 @@ def make_source(config):
   options = {k: d[k] for k in ("frame_step", "sequences_per_action",
                                "frames_per_sequence") if d[k]}
   if d.actions:
-    options["actions"] = tuple(a.strip() for a in d.actions.split(",")
-                               if a.strip())
+    options["actions"] = _names(d.actions)
+  for field in ("train_subjects", "test_subjects"):
+    if d[field].strip():
+      options[field] = (() if d[field].strip().lower() == "none"
+                        else _names(d[field]))
+  positions_options = {k: d[k] for k in ("placement", "random_yaw",
+                                         "rig_subject") if d[k]}
+  if positions_options and not (
+      d.source == "tfds" and d.tfds_config == "positions"
+      or d.source == "render" and d.motion_path and _holds_positions(
+          d.motion_path)):
+    raise ValueError(
+        f"config.data.{'/'.join(positions_options)} only apply to joint "
+        "positions (config.data.tfds_config='positions', or source 'render' "
+        f"with a positions file), not to {d.source!r} / {d.tfds_config!r} "
+        "data; leave them empty.")
   if d.source == "blobs":
     from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
     return blobs.BlobSource.create(
@@ -60,6 +89,15 @@ def make_source(config):
     from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
     if d.image_size != 128:  # the datasets' default crop side
       options["crop_size"] = int(d.image_size)
+    options.update(positions_options)
+    if d.tfds_config in ("h36m_motion", "positions") and not d.motion_path:
+      raise ValueError(
+          f"config.data.tfds_config={d.tfds_config!r} renders motion from a "
+          "file, but config.data.motion_path is empty. Pass it on the command "
+          "line: --config.data.motion_path=/path/to/"
+          + ("h36m_expmap_25fps.npz" if d.tfds_config == "h36m_motion"
+             else "positions.npz ('{subject}/{action}/{subaction}' -> "
+             "[T, 17, 3] mm, z up)") + ".")
     return tfds_source.TfdsSource.create(
         d.tfds_config, d.data_dir, crop=config.model.image_size,
         pca_noise_std=d.pca_noise_std, motion_path=d.motion_path or None,
@@ -69,28 +107,129 @@ def make_source(config):
     return device_source.RenderSource.create(
         d.motion_path or "procedural", image_size=d.image_size,
         crop=config.model.image_size, pca_noise_std=d.pca_noise_std,
-        **options)
+        **options, **positions_options)
   raise ValueError(f"config.data.source={config.data.source!r} is unknown; use "
                    f"one of {SOURCES}.")
 
 
+def _holds_positions(path: str) -> bool:
+  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
+  return position_motion.holds_positions(os.path.expanduser(path))
+
+
+def _names(text: str) -> tuple[str, ...]:
+  """``"S1, S5"`` -> ``("S1", "S5")``."""
+  return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 @dataclasses.dataclass
 class Run:
+  """A run: its config, workdir, network and data.
+
+  Attributes:
+    config: the run's config (when evaluating a trained workdir: the trained
+      config with the given ``eval`` and, for other data, ``data``).
+    workdir: checkpoints, ``config.json``, ``pose_space.npy``, reports.
+    model: the ``StructNet`` of ``config.model``.
+    source: the data evaluated (and, unless ``trained_config``, trained on).
+    out_dir: where reports go: ``workdir``, or ``workdir/eval/<name>`` for
+      other data.
+    trained_config: for other data, the config the model was trained with
+      (its ``data`` opens the training source when LinKDE or Figure 4 need
+      training images); None otherwise.
+  """
   config: Any
   workdir: str
   model: models.StructNet
   source: Any
+  out_dir: str = ""
+  trained_config: Any = None
+  _train_source: Any = dataclasses.field(default=None, repr=False)
+  _candidates: Any = dataclasses.field(default=None, repr=False)
+
+  def __post_init__(self):
+    self.out_dir = self.out_dir or self.workdir
 
   @classmethod
-  def create(cls, config, workdir: str) -> "Run":
-    """Checks the config, writes it to ``<workdir>/config.json`` (what
-    ``experiments.predict`` reads back) and opens the data source."""
+  def create(cls, config, workdir: str, *,
+             mode: str = "train_and_evaluate") -> "Run":
+    """Checks the config and opens the data source.
+
+    For training, writes the config to ``<workdir>/config.json`` (what
+    ``experiments.predict`` and evaluations read back). With ``mode=
+    "evaluate"`` on a workdir that has one, see the module docstring.
+    """
     config_utils.check_config(config, default_config.get_config())
     os.makedirs(workdir, exist_ok=True)
-    _write_atomic(os.path.join(workdir, "config.json"),
-                  config.to_json_best_effort(indent=2))
+    saved = os.path.join(workdir, "config.json")
+    if mode == "evaluate" and os.path.exists(saved):
+      return cls._for_evaluation(config, workdir, saved)
+    write_atomic(saved, config.to_json_best_effort(indent=2))
     model = models.StructNet.from_config(config.model)
     return cls(config, workdir, model, make_source(config))
+
+  @classmethod
+  def _for_evaluation(cls, config, workdir: str, saved: str) -> "Run":
+    """A trained workdir evaluated with ``config``'s eval (and data)."""
+    trained = config_utils.config_from_json(saved, default_config.get_config())
+    given, saved_fields = (config_utils.flatten(config),
+                           config_utils.flatten(trained))
+    ignored = sorted(k for k, v in given.items()
+                     if not k.startswith(("data.", "eval."))
+                     and saved_fields.get(k) != v)
+    if ignored:
+      logging.warning(
+          "evaluating the model of %s as it was trained: ignoring %s of the "
+          "given config (the workdir's config.json has %s)", workdir,
+          ", ".join(f"{k}={given[k]!r}" for k in ignored),
+          ", ".join(f"{k}={saved_fields[k]!r}" for k in ignored))
+    effective = ml_collections.ConfigDict(trained.to_dict())
+    effective.eval = ml_collections.ConfigDict(config.eval.to_dict())
+    model = models.StructNet.from_config(effective.model)
+    data = ml_collections.ConfigDict(config.data.to_dict())
+    if _data_identity(data) == _data_identity(trained.data):
+      effective.data = data  # the same examples (data_dir may have moved)
+      return cls(effective, workdir, model, make_source(effective))
+    if data.image_size != trained.data.image_size:
+      logging.warning("config.data.image_size=%d changed to %d, the crop side "
+                      "the model was trained on", data.image_size,
+                      trained.data.image_size)
+      data.image_size = trained.data.image_size
+    effective.data = data
+    out_dir = os.path.join(workdir, EVAL_DIRNAME, _data_name(data))
+    os.makedirs(out_dir, exist_ok=True)
+    write_atomic(os.path.join(out_dir, "eval_config.json"),
+                 effective.to_json_best_effort(indent=2))
+    logging.info("evaluating the model trained on %s data on %s data; the "
+                 "report goes to %s", trained.data.tfds_config,
+                 data.tfds_config, out_dir)
+    return cls(effective, workdir, model, make_source(effective),
+               out_dir=out_dir, trained_config=trained)
+
+  @property
+  def train_source(self):
+    """The data the model was trained on: ``source``, or for an evaluation
+    on other data the trained run's source (opened on first use)."""
+    if self.trained_config is None:
+      return self.source
+    if self._train_source is None:
+      logging.info("opening the training data of %s", self.workdir)
+      self._train_source = make_source(self.trained_config)
+    return self._train_source
+
+  @property
+  def candidates(self) -> np.ndarray:
+    """The candidate pose space Y ``[N, 17, 3]`` float32 mm of the model:
+    its training poses (``<workdir>/pose_space.npy`` when evaluating other
+    data)."""
+    if self._candidates is None:
+      path = os.path.join(self.workdir, POSE_SPACE_FILE)
+      if self.trained_config is not None and os.path.exists(path):
+        space = np.load(path, allow_pickle=False)
+      else:
+        space = self.train_source.pose_space
+      self._candidates = np.asarray(space, np.float32)
+    return self._candidates
 
   def batch_fn(self, step: int):
     return self.source.train_batch(step, self.config.train.batch_size,
@@ -99,6 +238,15 @@ class Run:
   def train(self, stop_after: int | None = None):
     """Both stages; metrics go to ``metrics.jsonl``, the log and TensorBoard
     (``<workdir>/tensorboard``: losses, chosen step sizes, violations)."""
+    if self.trained_config is not None:
+      raise ValueError(
+          f"{self.workdir} is opened to evaluate its model on other data; "
+          "train with the config it was trained with (mode train).")
+    if len(self.source.pose_space) == 0:
+      raise ValueError(
+          "the dataset has no training examples (an evaluation-only dataset, "
+          "config.data.train_subjects='none'); train on data with a train "
+          "split, then evaluate this one with --mode=evaluate.")
     self.save_pose_space()
     summaries = _summary_writer(self.workdir)
     writer = trainer.MetricWriter(
@@ -118,7 +266,7 @@ class Run:
     path = os.path.join(self.workdir, POSE_SPACE_FILE)
     if not os.path.exists(path):
       tmp = f"{path}.tmp-{os.getpid()}.npy"
-      np.save(tmp, np.asarray(self.source.pose_space, np.float32))
+      np.save(tmp, self.candidates)
       os.replace(tmp, path)
     return path
 
@@ -126,16 +274,17 @@ class Run:
     """Evaluates the trained model on ``split`` and writes the report.
 
     Writes ``results.md`` (Table-1 layout: MPJPE and PA-MPJPE, methods by
-    actions, mean (std) mm) and ``results.json`` to the workdir and, with
+    actions, mean (std) mm) and ``results.json`` to ``out_dir`` and, with
     ``config.eval.figures``, ``figure3.png`` (MPJPE against A) and
     ``figure4a.png`` ... ``figure4d.png`` (embedding maps of training images
     and poses) with the alignment statistic.
     """
     cfg = self.config
-    self.save_pose_space()
+    if self.trained_config is None:
+      self.save_pose_space()
+    candidates = self.candidates
     variables = trainer.load_final_variables(self.model, cfg, self.workdir,
-                                             self.source.pose_space)
-    candidates = np.asarray(self.source.pose_space, np.float32)
+                                             candidates)
     table = scoring.embed_candidate_poses(self.model, variables, candidates)
     result = evaluate_lib.evaluate(
         self.model, variables,
@@ -150,20 +299,33 @@ class Run:
     tables = {k: evaluate_lib.summary_table(result, k)
               for k in ("mpjpe", "pa_mpjpe")}
     md = (f"# StructNet results ({split}, {len(result['poses'])} examples)\n\n"
-          + evaluate_lib.markdown_table(tables["mpjpe"], "MPJPE (mm)") +
-          "\n\n" + evaluate_lib.markdown_table(tables["pa_mpjpe"],
-                                               "PA-MPJPE (mm)") + "\n")
+          + self._data_note()
+          + evaluate_lib.markdown_table(tables["mpjpe"], "MPJPE (mm)") + "\n\n"
+          + evaluate_lib.markdown_table(tables["pa_mpjpe"], "PA-MPJPE (mm)")
+          + "\n")
     report = {"tables": tables}
     if cfg.eval.figures:
       extra_md, report["figures"] = self._figures(variables, table, result)
       md += extra_md
-    _write_eval_summaries(self.workdir, self.config, tables,
+    _write_eval_summaries(self.out_dir, self.config, tables,
                           report.get("figures"))
-    _write_atomic(os.path.join(self.workdir, "results.md"), md)
-    _write_atomic(os.path.join(self.workdir, "results.json"),
-                  json.dumps(report, indent=1, default=float))
+    write_atomic(os.path.join(self.out_dir, "results.md"), md)
+    write_atomic(os.path.join(self.out_dir, "results.json"),
+                 json.dumps(report, indent=1, default=float))
     return {"markdown": md, "tables": tables, "result": result,
             "figures": report.get("figures")}
+
+  def _data_note(self) -> str:
+    """For other data, a line naming the data evaluated and trained on."""
+    if self.trained_config is None:
+      return ""
+    d, t = self.config.data, self.trained_config.data
+    what = lambda c: (f"`{c.tfds_config}`" if c.source == "tfds" else
+                      f"`{c.source}`") + (f" (`{c.motion_path}`)"
+                                          if c.motion_path else "")
+    return (f"Evaluated on {what(d)} data, test split; the model of "
+            f"`{self.workdir}` was trained on {what(t)} data and scores its "
+            f"{len(self.candidates)} training poses.\n\n")
 
   def _baselines(self) -> dict[str, Any]:
     """The rows besides StructNet's own: ``{name: images -> poses mm}``.
@@ -179,7 +341,7 @@ class Run:
     if cfg.eval.regression_row and (cfg.stage1.num_steps > 0 or
                                     cfg.stage1.init_from):
       stage1 = trainer.load_stage1_variables(self.model, cfg, self.workdir,
-                                             self.source.pose_space)
+                                             self.candidates)
       pose_head = jax.jit(lambda x: self.model.apply(
           stage1, x, method=models.StructNet.predict_pose))
       rows[REGRESSION_ROW] = pose_head
@@ -196,29 +358,28 @@ class Run:
                  max_batches * batch)
     model = linkde.LinKDE(cell_size=int(cfg.eval.linkde_cell_size))
     return model.fit_from_batches(
-        self.source.eval_batches(batch, "train"),
+        self.train_source.eval_batches(batch, "train"),
         jax.random.PRNGKey(cfg.seed + 1),
         num_features=int(cfg.eval.linkde_features),
-        candidates=np.asarray(self.source.pose_space, np.float32),
-        max_batches=max_batches)
+        candidates=self.candidates, max_batches=max_batches)
 
   def _figures(self, variables, table, result) -> tuple[str, dict[str, Any]]:
     """Figure 3, Figure 4 a-d and the alignment statistic (section 6)."""
     from experiments import figures  # pylint: disable=g-import-not-at-top
     cfg = self.config
-    candidates = np.asarray(self.source.pose_space, np.float32)
+    candidates = self.candidates
     a_values = figures.default_a_values(
         min(len(candidates), int(cfg.eval.figure3_max_a)))
     curve = figures.mpjpe_vs_a(result["image_embeddings"], candidates,
                                result["poses"], a_values, table=table)
     fig3 = figures.plot_mpjpe_vs_a(curve,
-                                   os.path.join(self.workdir, "figure3.png"))
+                                   os.path.join(self.out_dir, "figure3.png"))
     # Training images: their embeddings (Figure 4a, c) and the alignment.
     images, poses, embeddings = [], [], []
     embed = jax.jit(lambda v, x: self.model.apply(
         v, x, method=models.StructNet.embed_image))
     wanted = int(cfg.eval.figure4_num_images)
-    for batch in self.source.eval_batches(cfg.eval.batch_size, "train"):
+    for batch in self.train_source.eval_batches(cfg.eval.batch_size, "train"):
       keep = np.asarray(batch["mask"], bool)
       images.append(np.asarray(batch["image"])[keep])
       poses.append(np.asarray(batch["pose"], np.float32)[keep])
@@ -232,7 +393,7 @@ class Run:
                                                         poses))
     aligned = figures.alignment_fraction(embeddings, table, candidates, poses)
     fig4 = figures.plot_figure4(embeddings, pose_emb, np.clip(images, 0, 1),
-                                poses, self.workdir)
+                                poses, self.out_dir)
     md = ("\n## Figure 3: MPJPE of StructNet-Avg(A) against A\n\n"
           "| A | " + " | ".join(str(a) for a in curve) + " |\n|---|" +
           "---|" * len(curve) + "\n| MPJPE (mm) | " +
@@ -247,6 +408,23 @@ class Run:
     return md, {"figure3": {int(a): float(v) for a, v in curve.items()},
                 "alignment_fraction_30mm": float(aligned),
                 "alignment_images": int(len(poses))}
+
+
+def _data_identity(data) -> dict[str, Any]:
+  """The fields of ``config.data`` that decide which examples it holds."""
+  return {k: v for k, v in config_utils.flatten(data).items()
+          if k not in _DATA_FIELDS_NOT_IN_IDENTITY}
+
+
+def _data_name(data) -> str:
+  """A folder name for evaluations on ``data``: kind, file, options hash."""
+  kind = data.tfds_config if data.source == "tfds" else data.source
+  stem = os.path.splitext(os.path.basename(
+      data.motion_path.rstrip("/")))[0] if data.motion_path else ""
+  digest = hashlib.sha1(json.dumps(_data_identity(data), sort_keys=True,
+                                   default=repr).encode()).hexdigest()[:8]
+  name = "-".join(p for p in (kind, stem, digest) if p)
+  return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _summary_writer(workdir: str):
@@ -277,7 +455,7 @@ def _write_eval_summaries(workdir: str, config, tables, figures) -> None:
   summaries.close()
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str) -> None:
   """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:

@@ -226,11 +226,10 @@ def write_predictions(names: Sequence[str], images: np.ndarray,
                   for c, s in zip(result["top_indices"][i],
                                   result["top_scores"][i])]})
   path = os.path.join(out_dir, "predictions.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump({"joints": list(poses_lib.JOINT_NAMES), "units": "mm",
-               "frame": "camera (x right, y down, z forward), root-relative",
-               "predictions": records}, f, indent=1)
-  os.replace(path + ".tmp", path)
+  pipeline.write_atomic(path, json.dumps(
+      {"joints": list(poses_lib.JOINT_NAMES), "units": "mm",
+       "frame": "camera (x right, y down, z forward), root-relative",
+       "predictions": records}, indent=1))
   return path
 
 

@@ -8,13 +8,14 @@ import os
 from typing import Any, Mapping
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """``{"model.h1_width": 256, ...}``: the leaves of a (nested) config."""
   out = {}
   for key, value in tree.items():
     name = f"{prefix}{key}"
     if isinstance(value, Mapping) or hasattr(value, "to_dict") and not isinstance(
         value, (list, tuple)):
-      out.update(_flatten(value.to_dict() if hasattr(value, "to_dict") else value,
+      out.update(flatten(value.to_dict() if hasattr(value, "to_dict") else value,
                           name + "."))
     else:
       out[name] = value
@@ -32,8 +33,8 @@ def check_config(config, reference) -> None:
     ValueError: naming each unknown field and the closest known ones, so a
       typo such as ``train.bach_size`` is caught before anything runs.
   """
-  known = _flatten(reference)
-  given = _flatten(config)
+  known = flatten(reference)
+  given = flatten(config)
   unknown = sorted(set(given) - set(known))
   if unknown:
     hints = []
@@ -63,7 +64,7 @@ def config_from_json(path: str, reference):
         f"no run config at {path}; experiments.main writes it into the "
         "workdir when a run starts. Point --workdir at a trained run.")
   with open(path) as f:
-    saved = _flatten(json.load(f))
+    saved = flatten(json.load(f))
   config = reference.copy_and_resolve_references()
   check_config(_unflatten(saved), reference)
   for name, value in saved.items():

@@ -8,6 +8,7 @@ import pytest
 from data_pipelines import device_source as ds
 from data_pipelines import procedural_motion as pm
 from data_pipelines import synthesize as syn
+from structnet_jax import poses as poses_lib
 
 TINY = dict(train_subjects=("S1", "S5"), test_subjects=("S9",),
             actions=("walking",), cameras=(1, 3), frame_step=4,
@@ -188,6 +189,37 @@ def test_bad_inputs_refused(kwargs, message):
   motion = options.pop("motion", "procedural")
   with pytest.raises(ValueError, match=message):
     ds.RenderSource.create(motion, **options)
+
+
+def test_joint_positions_are_filmed_as_given_like_synthesize(tmp_path):
+  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
+  from test_position_motion import walk  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "positions.npz"
+  np.savez(path, **{"S1/walking/1": walk(9, seed=0),
+                    "P3/walking/1": walk(9, seed=1) * [1.0, 1.0, 0.9]})
+  options = dict(TINY, train_subjects=("S1",), test_subjects=("P3",))
+  for name in ("sequences_per_action", "frames_per_sequence"):
+    options.pop(name)
+  src = ds.RenderSource.create(str(path), pixel_noise=False, **options)
+  seqs = position_motion.load_position_motion(path, step=4, cameras=(1, 3))
+  for split, key in (("train", "S1/walking/1"), ("test", "P3/walking/1")):
+    want = list(syn.render_sequence_examples(
+        seqs[key], cameras=(1, 3), crop_size=32, supersample=1,
+        pixel_noise=False, batch_size=4))
+    arrays = src.splits[split]
+    np.testing.assert_array_equal(np.stack([e["pose"] for e in want]),
+                                  arrays.pose)
+    assert [e["frame"] for e in want] == list(arrays.frame) == [0, 4, 8] * 2
+    got = src.full_images(np.arange(len(want)), split).astype(np.int32)
+    diff = np.abs(got - np.stack([e["image"] for e in want]).astype(np.int32))
+    assert diff.max() <= 2 and np.mean(diff > 0) < 0.01
+  # Not retargeted: the test person keeps the file's (shorter) bones.
+  np.testing.assert_allclose(
+      poses_lib.bone_lengths(src.splits["test"].pose[:3]),
+      poses_lib.bone_lengths(walk(9, seed=1)[::4] * [1.0, 1.0, 0.9]),
+      atol=0.05)
+  with pytest.raises(ValueError, match="joint positions files only"):
+    ds.RenderSource.create("procedural", placement="centre", **TINY)
 
 
 def test_bad_call_arguments(src):

@@ -6,13 +6,22 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _env():
+  """The subprocesses' environment: the repo importable, and one CPU device
+  (as a user's command line has), not conftest's eight virtual ones."""
+  flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                   if "xla_force_host_platform_device_count" not in f)
+  return {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": flags}
+
+
 def _main(workdir, *flags):
-  env = {**os.environ, "PYTHONPATH": REPO}
+  env = _env()
   return subprocess.run(
       [sys.executable, "-m", "experiments.main",
        "--config=experiments/configs/tiny.py", f"--workdir={workdir}",
@@ -46,15 +55,98 @@ def test_train_and_evaluate_then_resume(tmp_path):
       "stage1/cost", "stage2/step_size", "stage2/violated_fraction",
       "eval/mpjpe/StructNet-Max", "eval/alignment_fraction_30mm"}
   logged = (tmp_path / "metrics.jsonl").read_text().count("\n")
+  saved_config = (tmp_path / "config.json").read_text()
+  # Evaluating takes the network as trained; stage2.num_steps=7 is ignored.
   again = _main(tmp_path, "--mode=evaluate", "--config.eval.linkde=False",
-                "--config.eval.figures=False")
+                "--config.eval.figures=False", "--config.stage2.num_steps=7")
   assert again.returncode == 0, again.stderr[-3000:]
   assert "| StructNet-Avg(20)-APF |" in again.stdout
+  assert (tmp_path / "config.json").read_text() == saved_config
+  _check_evaluate_on_positions(tmp_path)
   resumed = _main(tmp_path, "--mode=train")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   # Finished stages are not trained again.
   assert (tmp_path / "metrics.jsonl").read_text().count("\n") == logged
   _check_predict(tmp_path)
+
+
+def _check_evaluate_on_positions(workdir):
+  """--mode=evaluate with the positions config on the trained workdir."""
+  from test_position_motion import walk  # pylint: disable=g-import-not-at-top
+  motion = workdir / "my_motion.npz"
+  np.savez(motion, **{"P1/walking/1": walk(8, seed=0),
+                      "P2/jumping jacks/1": walk(8, seed=1),
+                      "P2/walking/2": walk(8, seed=2)})
+  before = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()
+            if p.is_file() and p.name != "my_motion.npz"}
+  env = _env()
+  run = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--mode=evaluate",
+       "--config=experiments/configs/positions.py:evaluate",
+       f"--workdir={workdir}", f"--config.data.motion_path={motion}",
+       f"--config.data.data_dir={workdir / 'tfds'}",
+       "--config.data.frame_step=8", "--config.eval.batch_size=16",
+       "--config.eval.avg_sizes=(5,20)", "--config.eval.apf_sizes=()",
+       "--config.eval.figures=False", "--config.eval.linkde_features=128",
+       "--config.eval.linkde_cell_size=4"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert run.returncode == 0, run.stderr[-3000:]
+  # The run's own files are as they were; the report is in eval/<data>/.
+  assert {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()
+          if p.name in before} == before
+  (out_dir,) = (workdir / "eval").iterdir()
+  assert out_dir.name.startswith("positions-my_motion-")
+  for name in ("results.md", "results.json", "eval_config.json"):
+    assert (out_dir / name).exists(), name
+  md = (out_dir / "results.md").read_text()
+  assert f"`positions` (`{motion}`)" in md and md in run.stdout
+  # One column per action of the file's keys.
+  header = md.split("| MPJPE (mm) |")[1].splitlines()[0]
+  assert [c.strip() for c in header.split("|") if c.strip()] == [
+      "jumping jacks", "walking", "All"]
+  table = json.loads((out_dir / "results.json").read_text())["tables"][
+      "mpjpe"]
+  assert {"StructNet-Max", "StructNet-Avg(20)", "StructNet-Pred",
+          "Regression net (stage 1)", "LinKDE", "NN-oracle"} <= set(table)
+  # Every crop of the file is a test example (3 sequences x 1 frame x 4
+  # cameras), scored against the candidate poses the model was trained with:
+  # the NN-oracle row is the nearest of those to each ground truth.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  (version_dir,) = (workdir / "tfds" / "structnet_h36m").glob("positions_*/*")
+  builder = tfds.builder_from_directory(str(version_dir))
+  assert set(builder.info.splits) == {"test"}
+  truth = np.stack([ex["pose"] for ex in tfds.as_numpy(
+      builder.as_dataset(split="test", shuffle_files=False))])
+  assert table["StructNet-Max"]["All"]["count"] == len(truth) == 12
+  space = np.load(workdir / "pose_space.npy")
+  nearest = [min(np.linalg.norm(c - t, axis=-1).mean() for c in space)
+             for t in truth]
+  assert abs(table["NN-oracle"]["All"]["mean"] - np.mean(nearest)) < 0.01
+
+
+def test_an_evaluation_only_dataset_cannot_be_trained_on(tmp_path):
+  from experiments import pipeline  # pylint: disable=g-import-not-at-top
+  from experiments.configs import positions  # pylint: disable=g-import-not-at-top
+  from test_position_motion import walk  # pylint: disable=g-import-not-at-top
+  motion = tmp_path / "m.npz"
+  np.savez(motion, **{"P1/walking/1": walk(4)})
+  config = positions.get_config("evaluate")
+  config.data.motion_path = str(motion)
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.data.frame_step = 4
+  config.data.image_size = 36
+  config.model.image_size = 32
+  run = pipeline.Run.create(config, str(tmp_path / "run"))
+  with pytest.raises(ValueError, match="no training examples"):
+    run.train()
+  config.data.motion_path = ""
+  with pytest.raises(ValueError, match="motion_path is empty.*positions.npz"):
+    pipeline.make_source(config)
+  config.data.motion_path = str(motion)
+  config.data.tfds_config = "procedural"
+  config.data.placement = "centre"
+  with pytest.raises(ValueError, match="only apply to joint positions"):
+    pipeline.make_source(config)
 
 
 def _tensorboard_tags(logdir):
@@ -72,7 +164,7 @@ def _check_predict(workdir):
   images = np.random.default_rng(0).integers(0, 256, (3, 50, 40, 3),
                                              dtype=np.uint8)
   np.save(workdir / "crops.npy", images)
-  env = {**os.environ, "PYTHONPATH": REPO}
+  env = _env()
   out = subprocess.run(
       [sys.executable, "-m", "experiments.predict",
        f"--workdir={workdir}", f"--images={workdir / 'crops.npy'}",

@@ -17,6 +17,10 @@ def test_notebook_trains_evaluates_and_predicts_in_tiny_mode(tmp_path,
   monkeypatch.setenv("STRUCTNET_NOTEBOOK_WORKDIR", str(tmp_path / "run"))
   monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep +
                      os.environ.get("PYTHONPATH", ""))
+  # One CPU device in the kernel, as on a user's machine (not conftest's 8).
+  monkeypatch.setenv("XLA_FLAGS", " ".join(
+      f for f in os.environ.get("XLA_FLAGS", "").split()
+      if "xla_force_host_platform_device_count" not in f))
   nb = nbformat.read(NOTEBOOK, as_version=4)
   nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                           resources={"metadata": {"path": REPO}}).execute()

@@ -57,7 +57,7 @@ def test_a_bare_set_flag_is_refused():
 @pytest.mark.parametrize("path", SWEEPS, ids=os.path.basename)
 def test_every_sweep_names_only_known_fields(path):
   module, _ = sweep.load_sweep_module(path)
-  known = set(config_utils._flatten(default_config.get_config()))  # pylint: disable=protected-access
+  known = set(config_utils.flatten(default_config.get_config()))
   runs = module.get_sweep()
   sweep.check_runs(runs)
   for run in runs:

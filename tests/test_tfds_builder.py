@@ -276,6 +276,102 @@ def test_h36m_release_config_reads_manual_dir_through_h36m_release(
   assert tb.load_pose_space(builder).shape == (8, 17, 3)
 
 
+def _positions_file(path):
+  """S1 (train), S9 and P3 (test): a standing person walking a short line."""
+  from test_position_motion import walk  # pylint: disable=g-import-not-at-top
+  seqs = {"S1/walking/1": walk(5, seed=0), "S9/walking/1": walk(5, seed=1),
+          "P3/jumping/2": walk(5, seed=2) * np.array([1.0, 1.0, 0.9])}
+  np.savez(path, **seqs)
+  return seqs
+
+
+def test_positions_config_renders_the_joints_as_given(tmp_path):
+  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
+  motion = tmp_path / "positions.npz"
+  seqs = _positions_file(motion)
+  builder = tb.build_dataset(
+      "positions", str(tmp_path / "tfds"), motion_path=str(motion),
+      batch_size=BATCH, train_subjects=("S1",), cameras=(1,), crop_size=32,
+      supersample=1, frame_step=2)
+  train, test = _read(builder, "train"), _read(builder, "test")
+  # test_subjects=None: every subject of the file not in train.
+  assert {e["subject"] for e in train.values()} == {"S1"}
+  assert {e["subject"] for e in test.values()} == {"S9", "P3"}
+  assert sorted(e["frame"] for e in train.values()) == [0, 2, 4]
+  loaded = position_motion.load_position_motion(motion, step=2)
+  for key, seq in loaded.items():
+    split = train if seq.subject == "S1" else test
+    for ex in syn.render_sequence_examples(
+        seq, cameras=(1,), batch_size=BATCH, crop_size=32, supersample=1):
+      got = split[syn.example_key(ex)]
+      for name in ("image", "pose", "pose_2d"):
+        np.testing.assert_array_equal(got[name], ex[name])
+    # Not retargeted: the bones are the file's own, frame by frame.
+    poses = np.stack([e["pose"] for e in sorted(
+        split.values(), key=lambda e: e["frame"])
+                      if e["subject"] == seq.subject])
+    np.testing.assert_allclose(poses_lib.bone_lengths(poses),
+                               poses_lib.bone_lengths(seqs[key][::2]),
+                               atol=0.05)
+  # P3 is no Human3.6M subject: S9's camera 1 films it.
+  p3 = [e for e in test.values() if e["subject"] == "P3"]
+  assert {e["camera_id"] for e in p3} == {
+      syn.cameras_lib.camera_for("S9", 0).id}
+  assert tb.load_pose_space(builder).shape == (3, 17, 3)
+
+
+def test_positions_evaluation_only_dataset_has_a_test_split_alone(tmp_path):
+  motion = tmp_path / "positions.npz"
+  _positions_file(motion)
+  builder = tb.build_dataset(
+      "positions", str(tmp_path / "tfds"), motion_path=str(motion),
+      batch_size=BATCH, train_subjects=(), test_subjects=("P3", "S9"),
+      cameras=(1,), crop_size=32, supersample=1, frame_step=4)
+  assert set(builder.info.splits) == {"test"}
+  assert {e["subject"] for e in _read(builder, "test").values()} == {"P3", "S9"}
+  assert tb.load_pose_space(builder).shape == (0, 17, 3)
+  with pytest.raises(FileNotFoundError, match="no train split"):
+    tb.load_rgb_stats(builder)
+
+
+def test_new_config_fields_keep_the_names_of_datasets_built_before():
+  # Names of datasets built before placement / random_yaw / rig_subject.
+  assert tb.make_config("procedural", crop_size=64).name == (
+      "procedural_2c67e57310")
+  assert tb.make_config("h36m_motion", frame_step=25, crop_size=64).name == (
+      "h36m_motion_4f68ade889")
+  assert tb.make_config("procedural", crop_size=64, random_yaw=True).name != (
+      "procedural_2c67e57310")
+
+
+def test_bad_positions_inputs_are_refused_before_anything_is_written(tmp_path):
+  data_dir = tmp_path / "tfds"
+  data_dir.mkdir()
+  motion = tmp_path / "positions.npz"
+  seqs = _positions_file(motion)
+  with pytest.raises(ValueError, match="no motion_path was given.*positions"):
+    tb.build_dataset("positions", str(data_dir))
+  with pytest.raises(ValueError, match=r"none of the subjects.*\['P3', 'S1', "
+                     r"'S9'\]"):
+    tb.build_dataset("positions", str(data_dir), motion_path=str(motion),
+                     train_subjects=("S5",), test_subjects=("S11",))
+  with pytest.raises(ValueError, match="no sequences for the train split"):
+    tb.build_dataset("positions", str(data_dir), motion_path=str(motion),
+                     train_subjects=("S5",))
+  with pytest.raises(ValueError, match="placement must be one of"):
+    tb.build_dataset("positions", str(data_dir), motion_path=str(motion),
+                     placement="middle")
+  with pytest.raises(ValueError, match="rig_subject 'S4' has no cameras"):
+    tb.build_dataset("positions", str(data_dir), motion_path=str(motion),
+                     rig_subject="S4")
+  metres = tmp_path / "metres.npz"
+  np.savez(metres, **{k: v / 1000 for k, v in seqs.items()})
+  with pytest.raises(ValueError, match=r"P3/jumping/2.*metres"):
+    tb.build_dataset("positions", str(data_dir), motion_path=str(metres),
+                     train_subjects=("S1",))
+  assert _tree(data_dir) == {}
+
+
 def test_bad_inputs_are_refused_before_anything_is_written(built, tmp_path):
   _, data_dir, _, _ = built
   before = _tree(data_dir)

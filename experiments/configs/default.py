@@ -36,9 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.pose_space_size = 20000   # blobs: poses in the candidate space Y
   # tfds: the structnet_h36m dataset (data_pipelines/tfds_builder.py), built
   # in data_dir on first use.
-  c.data.tfds_config = "procedural"  # procedural | h36m_motion | h36m_release
+  c.data.tfds_config = "procedural"  # procedural | h36m_motion | positions | h36m_release
   c.data.data_dir = "~/tensorflow_datasets"
-  c.data.motion_path = ""          # h36m_motion / render: exp-map .npz or folder ("" = procedural for render)
+  c.data.motion_path = ""          # h36m_motion / render: exp-map .npz or folder ("" = procedural for render); positions: its .npz
   c.data.manual_dir = ""           # h36m_release: the official release folder
   # Dataset options (0 / "": the builder config's own default); a dataset
   # with changed options gets its own folder (tfds_builder.make_config).
@@ -46,6 +46,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.sequences_per_action = 0  # procedural: clips per subject and action
   c.data.frames_per_sequence = 0   # procedural: frames per clip
   c.data.actions = ""              # comma-separated action names; "" = all
+  c.data.train_subjects = ""       # comma-separated; "" = S1,S5,S6,S7,S8; "none": no train split (positions)
+  c.data.test_subjects = ""        # comma-separated; "" = S9,S11 (positions: every subject not in train)
+  # positions (data_pipelines/position_motion.py): "" = the dataset's default.
+  c.data.placement = ""            # auto | centre | per_frame | as_given
+  c.data.random_yaw = False        # turn each sequence by a random yaw
+  c.data.rig_subject = ""          # whose cameras film non-Human3.6M subjects ("" = S9)
   c.data.pca_noise_std = 0.1       # tfds / render: PCA colour-noise strength
 
   # --- network (Figure 1) -------------------------------------------------
