@@ -17,6 +17,7 @@ the optical axis). ``x_cam = Q^T (x_world - C)``.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import json
 import os
@@ -88,6 +89,9 @@ def load_h36m_cameras(path: str | os.PathLike | None = None
                       ) -> dict[str, list[Camera]]:
   """The published Human3.6M calibration: 4 cameras per subject.
 
+  The shipped calibration is parsed once per process (the cameras are
+  immutable); each call returns fresh dict and lists over them.
+
   Args:
     path: a calibration JSON in the package file's format; default the copy
       shipped in ``data_pipelines/h36m_cameras.json``.
@@ -99,6 +103,17 @@ def load_h36m_cameras(path: str | os.PathLike | None = None
   Raises:
     FileNotFoundError / ValueError: a missing or malformed file.
   """
+  rig = _shipped_cameras() if path is None else _parse_cameras(path)
+  return {subject: list(cams) for subject, cams in rig.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_cameras() -> dict[str, list[Camera]]:
+  return _parse_cameras(None)
+
+
+def _parse_cameras(path) -> dict[str, list[Camera]]:
+  """Reads and checks a calibration JSON (None: the shipped one)."""
   try:
     if path is None:
       text = (importlib.resources.files("data_pipelines")

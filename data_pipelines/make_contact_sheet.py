@@ -20,6 +20,7 @@ import numpy as np
 from data_pipelines import procedural_motion
 from data_pipelines import render
 from data_pipelines import synthesize
+from structnet_jax import files
 from structnet_jax import poses as poses_lib
 
 DEFAULT_SUBJECTS = ("S1", "S5", "S9", "S11")
@@ -109,13 +110,15 @@ def main(argv: Sequence[str] | None = None) -> str:
                          args.crop_size)
   folder = os.path.dirname(os.path.abspath(args.out))
   os.makedirs(folder, exist_ok=True)
-  ext = os.path.splitext(args.out)[1] or ".png"
-  tmp = f"{args.out}.tmp-{os.getpid()}{ext}"
-  if ext.lower() in (".jpg", ".jpeg"):
-    image.convert("RGB").save(tmp, quality=88, optimize=True)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  fmt = Image.registered_extensions().get(
+      os.path.splitext(args.out)[1].lower(), "PNG")
+  if fmt == "JPEG":
+    write = lambda f: image.convert("RGB").save(f, format=fmt, quality=88,
+                                                optimize=True)
   else:
-    image.save(tmp, optimize=True)
-  os.replace(tmp, args.out)
+    write = lambda f: image.save(f, format=fmt, optimize=True)
+  files.write_atomic(args.out, write)
   print(f"wrote {args.out} ({image.size[0]} x {image.size[1]} pixels)")
   return args.out
 

@@ -2,18 +2,19 @@
 
 Motion files (exponential maps, joint positions) and the dataset builder's
 render cache are ``.npz`` archives. ``open_archive`` opens one or says what
-is wrong and how to write a good one; ``save_atomic`` writes one through a
-temporary file and ``os.replace``, so an interrupted write never leaves a
+is wrong and how to write a good one; ``save_atomic`` writes one through
+``structnet_jax.files.write_atomic``, so an interrupted write never leaves a
 truncated archive where a good one (or none) was.
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
 from typing import Mapping
 
 import numpy as np
+
+from structnet_jax import files
 
 
 def open_archive(path: str, fix: str) -> np.lib.npyio.NpzFile:
@@ -39,12 +40,4 @@ def open_archive(path: str, fix: str) -> np.lib.npyio.NpzFile:
 
 def save_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> str:
   """Writes ``arrays`` to the ``.npz`` ``path`` atomically; returns ``path``."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
+  return files.write_atomic(path, lambda f: np.savez(f, **arrays))

@@ -655,10 +655,8 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         subjects, cfg.actions, sequences_per_action=cfg.sequences_per_action,
         frames_per_sequence=cfg.frames_per_sequence, fps=cfg.fps,
         seed=cfg.seed, body_seed=cfg.body_seed)
-    kwargs = dict(self._render_kwargs(cfg), frame_step=cfg.frame_step)
-    return [_Job(f"{s.subject}/{s.action}/{s.subaction}", s.subject,
-                 _bind(synthesize.render_sequence_examples, s, **kwargs))
-            for s in seqs]
+    return _render_jobs(seqs, self._render_kwargs(cfg),
+                        frame_step=cfg.frame_step)
 
   def _motion_jobs(self, cfg):
     path = self._motion_path or cfg.motion_path
@@ -685,11 +683,9 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
             f"unknown action(s) {unknown} for {path}; it holds {available}.")
       wanted = {a.lower() for a in cfg.actions}
       seqs = {k: s for k, s in seqs.items() if s.action in wanted}
-    kwargs = dict(self._render_kwargs(cfg), frame_step=1)  # loaded sub-sampled
-    jobs = [_Job(s.key, s.subject,
-                 _bind(synthesize.render_sequence_examples, s, **kwargs))
-            for s in seqs.values()]
-    return jobs, _source_identity(path)
+    # Loaded sub-sampled already: every loaded frame is rendered.
+    return (_render_jobs(seqs.values(), self._render_kwargs(cfg), frame_step=1),
+            _source_identity(path))
 
   def _positions_jobs(self, cfg):
     path = self._motion_path or cfg.motion_path
@@ -716,11 +712,9 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         path, subjects=subjects, actions=cfg.actions, step=cfg.frame_step,
         placement=cfg.placement, random_yaw=bool(cfg.random_yaw),
         seed=cfg.seed, cameras=cfg.cameras, rig_subject=cfg.rig_subject)
-    kwargs = dict(self._render_kwargs(cfg), frame_step=1)  # loaded sub-sampled
-    jobs = [_Job(s.key, s.subject,
-                 _bind(synthesize.render_sequence_examples, s, **kwargs))
-            for s in seqs.values()]
-    return jobs, _source_identity(path)
+    # Loaded sub-sampled already: every loaded frame is rendered.
+    return (_render_jobs(seqs.values(), self._render_kwargs(cfg), frame_step=1),
+            _source_identity(path))
 
   def _release_jobs(self, cfg, manual_dir: str):
     if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
@@ -812,6 +806,16 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
 
 def _bind(fn, *args, **kwargs) -> Callable[[], Iterable[dict]]:
   return lambda: fn(*args, **kwargs)
+
+
+def _render_jobs(seqs: Iterable, render_kwargs: dict, *,
+                 frame_step: int) -> list[_Job]:
+  """One job per motion sequence: its examples from
+  ``synthesize.render_sequence_examples``."""
+  return [_Job(f"{s.subject}/{s.action}/{s.subaction}", s.subject,
+               _bind(synthesize.render_sequence_examples, s,
+                     frame_step=frame_step, **render_kwargs))
+          for s in seqs]
 
 
 def _progress(items: Sequence, desc: str):

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from structnet_jax import files
 from structnet_jax import metrics
 from structnet_jax import poses as poses_lib
 from structnet_jax import scoring
@@ -441,18 +441,9 @@ def _new_figure(figsize: tuple[float, float]):
 def _save_figure(fig, path: str, dpi: int = 100) -> str:
   """Writes ``fig`` as a PNG to ``path`` atomically; returns ``path``."""
   path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      fig.savefig(f, format="png", dpi=dpi)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return path
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  return files.write_atomic(
+      path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 
 
 def plot_mpjpe_vs_a(curve: dict[int, float], path: str, *,

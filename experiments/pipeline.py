@@ -34,6 +34,7 @@ import numpy as np
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import evaluate as evaluate_lib
+from structnet_jax import files
 from structnet_jax import models
 from structnet_jax import scoring
 from structnet_jax import trainer
@@ -164,7 +165,7 @@ class Run:
     saved = os.path.join(workdir, "config.json")
     if mode == "evaluate" and os.path.exists(saved):
       return cls._for_evaluation(config, workdir, saved)
-    write_atomic(saved, config.to_json_best_effort(indent=2))
+    files.write_atomic(saved, config.to_json_best_effort(indent=2))
     model = models.StructNet.from_config(config.model)
     return cls(config, workdir, model, make_source(config))
 
@@ -198,8 +199,8 @@ class Run:
     effective.data = data
     out_dir = os.path.join(workdir, EVAL_DIRNAME, _data_name(data))
     os.makedirs(out_dir, exist_ok=True)
-    write_atomic(os.path.join(out_dir, "eval_config.json"),
-                 effective.to_json_best_effort(indent=2))
+    files.write_atomic(os.path.join(out_dir, "eval_config.json"),
+                       effective.to_json_best_effort(indent=2))
     logging.info("evaluating the model trained on %s data on %s data; the "
                  "report goes to %s", trained.data.tfds_config,
                  data.tfds_config, out_dir)
@@ -265,9 +266,7 @@ class Run:
     so ``experiments.predict`` needs only the workdir."""
     path = os.path.join(self.workdir, POSE_SPACE_FILE)
     if not os.path.exists(path):
-      tmp = f"{path}.tmp-{os.getpid()}.npy"
-      np.save(tmp, self.candidates)
-      os.replace(tmp, path)
+      files.write_atomic(path, lambda f: np.save(f, self.candidates))
     return path
 
   def evaluate(self, split: str = "test") -> dict[str, Any]:
@@ -309,9 +308,9 @@ class Run:
       md += extra_md
     _write_eval_summaries(self.out_dir, self.config, tables,
                           report.get("figures"))
-    write_atomic(os.path.join(self.out_dir, "results.md"), md)
-    write_atomic(os.path.join(self.out_dir, "results.json"),
-                 json.dumps(report, indent=1, default=float))
+    files.write_atomic(os.path.join(self.out_dir, "results.md"), md)
+    files.write_atomic(os.path.join(self.out_dir, "results.json"),
+                       json.dumps(report, indent=1, default=float))
     return {"markdown": md, "tables": tables, "result": result,
             "figures": report.get("figures")}
 
@@ -454,10 +453,3 @@ def _write_eval_summaries(workdir: str, config, tables, figures) -> None:
     summaries.scalars(int(a), {"eval/figure3_mpjpe_vs_A": mpjpe})
   summaries.close()
 
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)

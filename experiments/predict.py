@@ -36,6 +36,7 @@ import numpy as np
 from experiments import pipeline
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
+from structnet_jax import files
 from structnet_jax import models
 from structnet_jax import poses as poses_lib
 from structnet_jax import scoring
@@ -197,9 +198,8 @@ def draw(image: np.ndarray, pose: np.ndarray, title: str, path: str) -> None:
   ax3.view_init(elev=10, azim=-80)
   ax3.set_title(title)
   fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=80)
+  files.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=80))
   plt.close(fig)
-  os.replace(path + ".tmp.png", path)
 
 
 def write_predictions(names: Sequence[str], images: np.ndarray,
@@ -226,7 +226,7 @@ def write_predictions(names: Sequence[str], images: np.ndarray,
                   for c, s in zip(result["top_indices"][i],
                                   result["top_scores"][i])]})
   path = os.path.join(out_dir, "predictions.json")
-  pipeline.write_atomic(path, json.dumps(
+  files.write_atomic(path, json.dumps(
       {"joints": list(poses_lib.JOINT_NAMES), "units": "mm",
        "frame": "camera (x right, y down, z forward), root-relative",
        "predictions": records}, indent=1))

@@ -37,6 +37,8 @@ from typing import Any, Sequence
 from absl import app
 from absl import flags
 
+from structnet_jax import files
+
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file[:argument].")
 _CONFIG = flags.DEFINE_string(
     "config", "experiments/configs/default.py", "Base config file[:argument].")
@@ -217,10 +219,7 @@ def main(argv):
                          "fix it and re-launch: finished runs are skipped "
                          "and this one resumes from its last checkpoint.")
   text = report(module, arg, root)
-  path = os.path.join(root, "sweep_results.md")
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
+  files.write_atomic(os.path.join(root, "sweep_results.md"), text)
   print(text)
 
 
