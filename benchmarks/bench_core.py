@@ -1,23 +1,34 @@
-"""Core speed: a training step of the full default network, and candidate scoring.
+"""Core speed: a training step of StructNet, and candidate scoring.
 
   python benchmarks/bench_core.py [--batch 128] [--candidates 100000] [--avg 500]
 
-Prints one table; every row is timed in this run next to its reference:
-  (a) one training step (forward, backward, parameter update) of the default
-      StructNet at batch 128 on the pose-regression cost (stage 1), JAX with
-      each conv lowering (models.Conv2D: "xla" = lax.conv_general_dilated,
-      "im2col" = explicit patches + one matmul, the CPU default), against the
-      same network written in plain PyTorch (CPU); and one stage-2 max-margin step (candidate selection over C=2000
-      poses, 35-trial line search, frozen convs) against the JAX stage-1 step;
+Prints one table; every row is timed in this run next to its reference.
+Both sides of every comparison build their network from one size
+description (``NetSize``): Figure 1 at 112 px (``paper.py``) for the
+headline rows and the default CPU network at 56 px (``default.py``) as a
+second set, so the two cannot drift apart again.
+
+  (a) one training step (forward, backward, parameter update) on the
+      pose-regression cost (stage 1): PyTorch (CPU, the reference when torch
+      is installed), and JAX with each conv lowering of ``models.Conv2D``:
+      ``xla`` (``lax.conv_general_dilated``) compiled with the project's
+      XLA:CPU options (``structnet_jax/xla_cpu.py``: YNNPACK fusions; the
+      default), ``xla`` with XLA's default options, and ``im2col``
+      (explicit patches + one matmul, the previous CPU default); the ratio
+      column is against PyTorch, or against the XLA-default ``im2col`` step
+      when torch is missing;
+  (a') one stage-2 max-margin step (candidate selection over C=2000 poses,
+      35-trial line search, frozen convs) against the project's stage-1 step
+      of the same network;
   (b) scoring 128 images against 100k candidates with top-500 averaging,
       against a bare jnp.dot of the same shapes.
-The PyTorch reference needs `pip install torch==2.13.0` (CPU); without torch,
-that row is skipped.
+The PyTorch rows need torch (CPU build); without it they are skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -30,10 +41,55 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.configs import default as default_config  # noqa: E402
+from experiments.configs import paper as paper_config  # noqa: E402
 from structnet_jax import models  # noqa: E402
 from structnet_jax import scoring  # noqa: E402
 from structnet_jax import sharding  # noqa: E402
 from structnet_jax import train  # noqa: E402
+from structnet_jax import xla_cpu  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class NetSize:
+  """The sizes both frameworks build: input side, convs, FC widths."""
+  name: str
+  image_size: int
+  conv_features: tuple[int, ...]
+  conv_kernel_sizes: tuple[int, ...]
+  h1_width: int
+  h2_width: int
+  h3_width: int
+  dropout_rate: float
+
+  @classmethod
+  def from_config(cls, name: str, config) -> "NetSize":
+    m = config.model
+    return cls(name, int(m.image_size), tuple(m.conv_features),
+               tuple(m.conv_kernel_sizes), int(m.h1_width), int(m.h2_width),
+               int(m.h3_width), float(m.dropout_rate))
+
+  def config(self, base):
+    """``base`` (a ConfigDict) with this network's sizes."""
+    c = base.copy_and_resolve_references()
+    c.model.image_size = self.image_size
+    c.model.conv_features = self.conv_features
+    c.model.conv_kernel_sizes = self.conv_kernel_sizes
+    c.model.h1_width, c.model.h2_width = self.h1_width, self.h2_width
+    c.model.h3_width, c.model.dropout_rate = self.h3_width, self.dropout_rate
+    return c
+
+  def conv_maps(self) -> tuple[int, int]:
+    """Sides of the conv2 and conv3 maps (VALID convs, 2x2 pools)."""
+    side, sides = self.image_size, []
+    for k in self.conv_kernel_sizes:
+      side = (side - k + 1) // 2
+      sides.append(side)
+    return sides[-2], sides[-1]
+
+
+SIZES = (NetSize.from_config("Figure 1, 112 px", paper_config.get_config()),
+         NetSize.from_config("default CPU net, 56 px",
+                             default_config.get_config()))
 
 
 def timeit(fn, repeats: int, warmup: int = 1) -> float:
@@ -48,8 +104,11 @@ def timeit(fn, repeats: int, warmup: int = 1) -> float:
   return float(np.median(times))
 
 
-def jax_stage1_step(conv_impl: str, batch: int, repeats: int) -> float:
-  config = default_config.get_config()
+def jax_stage1_step(size: NetSize, conv_impl: str, fused: bool, batch: int,
+                    repeats: int) -> float:
+  """Median seconds of one stage-1 step; ``fused``: the project's XLA:CPU
+  options (``xla_cpu.network_jit``), else XLA's defaults."""
+  config = size.config(default_config.get_config())
   config.model.conv_impl = conv_impl
   config.stage1.optimizer = "momentum"
   config.stage1.learning_rate = 1e-4
@@ -57,12 +116,13 @@ def jax_stage1_step(conv_impl: str, batch: int, repeats: int) -> float:
   rng = np.random.default_rng(0)
   poses = rng.normal(scale=300, size=(1000, 17, 3)).astype(np.float32)
   state = train.init_train_state(model, config, jax.random.PRNGKey(0), poses)
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  step = train.jit_step(train.make_pretrain_step(model, config), mesh)
-  data = {"image": jnp.asarray(rng.uniform(size=(batch, 112, 112, 3)),
+  jit = xla_cpu.network_jit if fused else jax.jit
+  step = jit(train.make_pretrain_step(model, config), donate_argnums=(0,))
+  side = size.image_size
+  data = {"image": jnp.asarray(rng.uniform(size=(batch, side, side, 3)),
                                jnp.float32),
           "pose": jnp.asarray(poses[:batch])}
-  holder = [sharding.replicate(state, mesh)]
+  holder = [state]
 
   def run():
     holder[0], m = step(holder[0], data)
@@ -98,27 +158,31 @@ def jax_stage2_step(batch: int, repeats: int, config=None) -> float:
   return timeit(run, repeats)
 
 
-def torch_stage1_step(batch: int, repeats: int, threads: int) -> float | None:
+def torch_stage1_step(size: NetSize, batch: int, repeats: int,
+                      threads: int) -> float | None:
   try:
     import torch  # pylint: disable=g-import-not-at-top
     from torch import nn  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
   torch.set_num_threads(threads)
+  f1, f2, f3 = size.conv_features
+  k1, k2, k3 = size.conv_kernel_sizes
+  s2, s3 = size.conv_maps()
 
   class Net(nn.Module):
     """The same network as models.StructNet's regression path (stage 1)."""
 
     def __init__(self):
       super().__init__()
-      self.c1 = nn.Conv2d(3, 32, 9)
-      self.c2 = nn.Conv2d(32, 64, 5)
-      self.c3 = nn.Conv2d(64, 64, 5)
-      self.h1 = nn.Linear(24 * 24 * 64, 1024)
-      self.h2 = nn.Linear(10 * 10 * 64, 1024)
-      self.h3 = nn.Linear(2048, 1024)
-      self.head = nn.Linear(1024, 51)
-      self.drop = nn.Dropout(0.75)
+      self.c1 = nn.Conv2d(3, f1, k1)
+      self.c2 = nn.Conv2d(f1, f2, k2)
+      self.c3 = nn.Conv2d(f2, f3, k3)
+      self.h1 = nn.Linear(s2 * s2 * f2, size.h1_width)
+      self.h2 = nn.Linear(s3 * s3 * f3, size.h2_width)
+      self.h3 = nn.Linear(size.h1_width + size.h2_width, size.h3_width)
+      self.head = nn.Linear(size.h3_width, 51)
+      self.drop = nn.Dropout(size.dropout_rate)
       self.pool = nn.MaxPool2d(2)
 
     def forward(self, x):
@@ -132,7 +196,7 @@ def torch_stage1_step(batch: int, repeats: int, threads: int) -> float | None:
 
   net = Net()
   opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
-  x = torch.rand(batch, 3, 112, 112)
+  x = torch.rand(batch, 3, size.image_size, size.image_size)
   y = torch.rand(batch, 51) * 2 - 1
   l2_layers = [net.h1, net.h2, net.h3, net.head]
 
@@ -175,23 +239,36 @@ def main():
   p.add_argument("--avg", type=int, default=500)
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--skip-stage2", action="store_true")
+  p.add_argument("--sizes", default="all", choices=("all", "figure1", "cpu"))
   args = p.parse_args()
   threads = os.cpu_count() or 1
   print(f"machine: {platform.machine()} {platform.processor() or ''} "
         f"{threads} cores; jax {jax.__version__} on {jax.devices()[0].platform}")
+  sizes = {"all": SIZES, "figure1": SIZES[:1], "cpu": SIZES[1:]}[args.sizes]
   rows = []
-  t_torch = torch_stage1_step(args.batch, args.repeats, threads)
-  t_xla = jax_stage1_step("xla", args.batch, args.repeats)
-  t_im2col = jax_stage1_step("im2col", args.batch, args.repeats)
-  ref = t_torch if t_torch is not None else float("nan")
-  rows.append(("(a) train step, PyTorch CPU (reference)", t_torch, 1.0))
-  rows.append(("(a) train step, JAX conv_impl=xla", t_xla, t_xla / ref))
-  rows.append(("(a) train step, JAX conv_impl=im2col", t_im2col,
-               t_im2col / ref))
-  if not args.skip_stage2:
-    t2 = jax_stage2_step(args.batch, max(2, args.repeats // 2))
-    rows.append(("(a) stage-2 max-margin step vs JAX stage-1 step", t2,
-                 t2 / t_im2col))
+  for size in sizes:
+    tag = f"[{size.name}, batch {args.batch}]"
+    t_torch = torch_stage1_step(size, args.batch, args.repeats, threads)
+    t_fused = jax_stage1_step(size, "xla", True, args.batch, args.repeats)
+    t_xla = jax_stage1_step(size, "xla", False, args.batch, args.repeats)
+    t_im2col = jax_stage1_step(size, "im2col", False, args.batch,
+                               args.repeats)
+    ref = t_torch if t_torch is not None else t_im2col
+    if t_torch is not None:
+      rows.append((f"(a) {tag} train step, PyTorch CPU (reference)", t_torch,
+                   1.0))
+    rows.append((f"(a) {tag} train step, JAX xla + YNNPACK fusions (default)",
+                 t_fused, t_fused / ref))
+    rows.append((f"(a) {tag} train step, JAX xla, XLA default options",
+                 t_xla, t_xla / ref))
+    rows.append((f"(a) {tag} train step, JAX im2col, XLA default options"
+                 + ("" if t_torch is not None else " (reference)"),
+                 t_im2col, t_im2col / ref))
+    if not args.skip_stage2:
+      config = size.config(default_config.get_config())
+      t2 = jax_stage2_step(args.batch, max(2, args.repeats // 2), config)
+      rows.append((f"(a') {tag} stage-2 max-margin step vs stage-1 step "
+                   "(default)", t2, t2 / t_fused))
   t_score, t_dot = scoring_rows(args.batch, args.candidates, args.avg, 1024,
                                 args.repeats)
   rows.append((f"(b) bare jnp.dot [{args.batch},1024]x[1024,{args.candidates}] "

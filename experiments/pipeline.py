@@ -35,9 +35,11 @@ from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import evaluate as evaluate_lib
 from structnet_jax import files
+from structnet_jax import learning_checks
 from structnet_jax import models
 from structnet_jax import scoring
 from structnet_jax import trainer
+from structnet_jax import xla_cpu
 
 SOURCES = ("blobs", "tfds", "render")
 REGRESSION_ROW = "Regression net (stage 1)"
@@ -69,6 +71,7 @@ def make_source(config):
     if d[field].strip():
       options[field] = (() if d[field].strip().lower() == "none"
                         else _names(d[field]))
+  options.update(validation_split(d))
   positions_options = {k: d[k] for k in ("placement", "random_yaw",
                                          "rig_subject") if d[k]}
   if positions_options and not (
@@ -111,6 +114,52 @@ def make_source(config):
         **options, **positions_options)
   raise ValueError(f"config.data.source={config.data.source!r} is unknown; use "
                    f"one of {SOURCES}.")
+
+
+# The Human3.6M protocol's subjects (tfds_builder / device_source defaults).
+PROTOCOL_TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
+PROTOCOL_TEST_SUBJECTS = ("S9", "S11")
+
+
+def validation_split(data) -> dict[str, tuple[str, ...]]:
+  """The subjects of a validation run (``config.data.validation_subjects``).
+
+  Settings are chosen on a validation split and the test subjects are
+  reported once, for the final settings. With ``validation_subjects = "S8"``
+  the run trains on the training subjects without S8 and evaluates on S8
+  (its "test" split); the test subjects (S9, S11 by default) are not in the
+  data at all.
+
+  Returns:
+    ``{}`` when no validation subjects are set, else ``{"train_subjects":
+    ..., "test_subjects": validation subjects}``.
+
+  Raises:
+    ValueError: a validation subject is a test subject, is not a training
+      subject, or leaves no training subject.
+  """
+  val = _names(data.validation_subjects)
+  if not val:
+    return {}
+  train = _names(data.train_subjects) or PROTOCOL_TRAIN_SUBJECTS
+  test = _names(data.test_subjects) or PROTOCOL_TEST_SUBJECTS
+  leaked = sorted(set(val) & set(test))
+  if leaked:
+    raise ValueError(
+        f"config.data.validation_subjects={data.validation_subjects!r} "
+        f"includes test subject(s) {leaked}: settings chosen on them would "
+        "tune on the test set. Hold out training subjects (e.g. S8).")
+  unknown = sorted(set(val) - set(train))
+  if unknown:
+    raise ValueError(
+        f"config.data.validation_subjects: {unknown} are not training "
+        f"subjects ({', '.join(train)}); validate on one of those.")
+  rest = tuple(s for s in train if s not in val)
+  if not rest:
+    raise ValueError(
+        "config.data.validation_subjects holds out every training subject; "
+        "keep at least one to train on.")
+  return {"train_subjects": rest, "test_subjects": val}
 
 
 def _holds_positions(path: str) -> bool:
@@ -284,6 +333,9 @@ class Run:
     candidates = self.candidates
     variables = trainer.load_final_variables(self.model, cfg, self.workdir,
                                              candidates)
+    learned_md = ""
+    if self.trained_config is None and cfg.eval.check_images > 0:
+      learned_md = self.learning_report(variables, split)["markdown"] + "\n"
     table = scoring.embed_candidate_poses(self.model, variables, candidates)
     result = evaluate_lib.evaluate(
         self.model, variables,
@@ -298,7 +350,7 @@ class Run:
     tables = {k: evaluate_lib.summary_table(result, k)
               for k in ("mpjpe", "pa_mpjpe")}
     md = (f"# StructNet results ({split}, {len(result['poses'])} examples)\n\n"
-          + self._data_note()
+          + self._data_note() + learned_md
           + evaluate_lib.markdown_table(tables["mpjpe"], "MPJPE (mm)") + "\n\n"
           + evaluate_lib.markdown_table(tables["pa_mpjpe"], "PA-MPJPE (mm)")
           + "\n")
@@ -313,6 +365,45 @@ class Run:
                        json.dumps(report, indent=1, default=float))
     return {"markdown": md, "tables": tables, "result": result,
             "figures": report.get("figures")}
+
+  def learning_report(self, variables, split: str = "test") -> dict[str, Any]:
+    """Whether each stage learned: train- vs ``split``-set MPJPE after stage 1
+    (pose head) and stage 2 (Max, Avg(A), Pred, alignment on training
+    images) on ``eval.check_images`` images each, and warnings
+    (``structnet_jax/learning_checks.py``) logged loudly and written to
+    ``learning_report.json``, TensorBoard and the top of ``results.md``."""
+    cfg = self.config
+    n, bs = int(cfg.eval.check_images), int(cfg.eval.batch_size)
+    avg = 500 if 500 in cfg.eval.avg_sizes else max(cfg.eval.avg_sizes)
+    splits = lambda: {"train": self.source.eval_batches(bs, "train"),
+                      split: self.source.eval_batches(bs, split)}
+    errors = {}
+    if cfg.stage1.num_steps > 0 or cfg.stage1.init_from:
+      stage1 = trainer.load_stage1_variables(self.model, cfg, self.workdir,
+                                             self.candidates)
+      errors["stage1"] = learning_checks.stage_errors(
+          self.model, stage1, splits(), self.candidates, avg, n, bs,
+          structnet=False)
+    errors["stage2"] = learning_checks.stage_errors(
+        self.model, variables, splits(), self.candidates, avg, n, bs)
+    history = trainer.read_metrics(self.workdir)
+    warnings = learning_checks.check(errors, history)
+    for w in warnings:
+      logging.warning("%s\n%s\n%s", "!" * 72, w, "!" * 72)
+    trend = learning_checks.violated_trend(history)
+    report = {"errors": errors, "warnings": warnings,
+              "violated_fraction_eval_start_end": trend}
+    files.write_atomic(os.path.join(self.out_dir, "learning_report.json"),
+                       json.dumps(report, indent=1))
+    summaries = _summary_writer(self.out_dir)
+    if summaries is not None:
+      step = int(cfg.stage1.num_steps) + int(cfg.stage2.num_steps)
+      summaries.scalars(step, {
+          f"learning/{stage}/{sp}/{k}": v for stage, rows in errors.items()
+          for sp, row in rows.items() for k, v in row.items()})
+      summaries.close()
+    report["markdown"] = learning_checks.markdown(errors, warnings)
+    return report
 
   def _data_note(self) -> str:
     """For other data, a line naming the data evaluated and trained on."""
@@ -341,7 +432,7 @@ class Run:
                                     cfg.stage1.init_from):
       stage1 = trainer.load_stage1_variables(self.model, cfg, self.workdir,
                                              self.candidates)
-      pose_head = jax.jit(lambda x: self.model.apply(
+      pose_head = xla_cpu.network_jit(lambda x: self.model.apply(
           stage1, x, method=models.StructNet.predict_pose))
       rows[REGRESSION_ROW] = pose_head
     if cfg.eval.linkde:
@@ -375,7 +466,7 @@ class Run:
                                    os.path.join(self.out_dir, "figure3.png"))
     # Training images: their embeddings (Figure 4a, c) and the alignment.
     images, poses, embeddings = [], [], []
-    embed = jax.jit(lambda v, x: self.model.apply(
+    embed = xla_cpu.network_jit(lambda v, x: self.model.apply(
         v, x, method=models.StructNet.embed_image))
     wanted = int(cfg.eval.figure4_num_images)
     for batch in self.train_source.eval_batches(cfg.eval.batch_size, "train"):

@@ -89,11 +89,18 @@ def max_pool_2x2(x: Array) -> Array:
 
 
 def resolve_conv_impl(impl: str) -> str:
-  """``"auto"`` -> ``"im2col"`` on CPU, ``"xla"`` on GPU/TPU; else unchanged."""
+  """``"auto"`` -> ``"xla"`` (every backend); else unchanged.
+
+  On CPU, XLA's convolutions are fast only when compiled with the YNNPACK
+  fusions of ``structnet_jax/xla_cpu.py``, which every jit of the project
+  that runs the network adds; a jit of your own should go through
+  ``xla_cpu.network_jit`` too (or use ``conv_impl="im2col"``, 3.7x slower
+  with the fusions but 1.9x faster without them on the default network).
+  """
   if impl not in CONV_IMPLS:
     raise ValueError(f"unknown conv impl {impl!r}; use one of {CONV_IMPLS}.")
   if impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    return "xla"
   return impl
 
 
@@ -128,12 +135,11 @@ class Conv2D(nn.Module):
   """A 2-D convolution, stride 1, with a choice of lowering.
 
   ``impl="xla"`` uses ``lax.conv_general_dilated`` (cuDNN on GPU, the MXU on
-  TPU); ``impl="im2col"`` builds the patches explicitly and multiplies them
-  with the kernel in one matrix product, which XLA's CPU backend (whose
-  convolutions, with no oneDNN in the public jaxlib, run these shapes at a
-  quarter of PyTorch's speed) runs about twice as fast for these shapes (see
-  benchmarks/bench_core.py); ``impl="auto"`` picks im2col on CPU and xla
-  elsewhere. All compute the same function with the same parameters
+  TPU, YNNPACK on CPU when compiled through ``xla_cpu.network_jit``);
+  ``impl="im2col"`` builds the patches explicitly and multiplies them with
+  the kernel in one matrix product, which XLA:CPU without the YNNPACK
+  fusions runs about twice as fast as its own convolutions for these shapes
+  (see benchmarks/bench_core.py); ``impl="auto"`` is xla. All compute the same function with the same parameters
   ``kernel [k, k, C_in, C_out]``, ``bias [C_out]``; ``padding`` "SAME" pads
   the input with zeros first.
   """
@@ -426,6 +432,15 @@ def weight_inner(a, b) -> Array:
     if keys[-1] == "kernel" and not is_trunk_path(keys):
       total = total + jnp.sum(leaf_a * leaf_b)
   return total
+
+
+def fc_kernel_mask(params) -> Any:
+  """A pytree of bools like ``params``: True at the fully-connected kernels
+  that ``weight_l2`` counts (W1..W7), False at biases and the conv trunk."""
+  def leaf(path, _):
+    keys = tuple(getattr(p, "key", str(p)) for p in path)
+    return keys[-1] == "kernel" and not is_trunk_path(keys)
+  return jax.tree_util.tree_map_with_path(leaf, params)
 
 
 def weight_l2(params) -> Array:

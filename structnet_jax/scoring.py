@@ -24,6 +24,7 @@ import numpy as np
 
 from structnet_jax import models
 from structnet_jax import poses as poses_lib
+from structnet_jax import xla_cpu
 
 Array = jax.Array
 
@@ -122,7 +123,7 @@ def make_predictor(model: models.StructNet, avg_sizes: Sequence[int] = (500,),
   avg_sizes = tuple(sorted(set(int(a) for a in avg_sizes)))
   depth = max(avg_sizes + (top_k, 1))
 
-  @jax.jit
+  @xla_cpu.network_jit
   def predict(variables, images, table, candidates):
     h3 = model.apply(variables, images, method=_hidden_eval)
     emb = model.apply(variables, h3, method=models.StructNet.embed_hidden)

@@ -35,12 +35,19 @@ import optax
 
 from structnet_jax import line_search
 from structnet_jax import losses
+from structnet_jax import metrics as metrics_lib
 from structnet_jax import models
 from structnet_jax import sharding as sharding_lib
 from structnet_jax import working_set
+from structnet_jax import xla_cpu
 
 Array = jax.Array
 PRETRAIN_LAYERS = ("trunk", "h1", "h2", "h3", "head")
+# What the stage-2 line search minimises (config.line_search.objective):
+# Eq. 12 over the extended data (x, y, y_hat) with y_hat fixed (the paper),
+# or the structured hinge with y_hat re-solved at every trial step.
+LINE_SEARCH_OBJECTIVES = ("fixed_violators", "structured")
+OPTIMIZERS = ("line_search", "adam", "adamw", "momentum")
 
 
 @flax.struct.dataclass
@@ -94,13 +101,26 @@ def make_optimizer(config, stage: str) -> optax.GradientTransformationExtraArgs:
     return make_line_search(config)
   if section.optimizer == "adam":
     tx = optax.adam(section.learning_rate)
+  elif section.optimizer == "adamw":
+    # Eq. 12's alpha * ||W||^2 as decoupled weight decay (its gradient,
+    # 2 alpha W, scaled by the learning rate), not inside Adam's statistics.
+    tx = optax.adamw(section.learning_rate,
+                     weight_decay=2.0 * config.loss.weight_decay,
+                     mask=models.fc_kernel_mask)
   elif section.optimizer == "momentum":
     tx = optax.sgd(section.learning_rate, momentum=section.momentum)
   else:
     raise ValueError(
         f"config.{stage}.optimizer={section.optimizer!r} is unknown; use "
-        "line_search, adam or momentum.")
+        f"one of {OPTIMIZERS}.")
   return optax.with_extra_args_support(tx)
+
+
+def l2_in_cost(config, stage: str) -> float:
+  """The alpha of Eq. 12's weight term inside the cost: ``loss.weight_decay``,
+  or 0 with ``adamw``, which applies it as decoupled weight decay."""
+  return 0.0 if config[stage].optimizer == "adamw" else float(
+      config.loss.weight_decay)
 
 
 def _line_search_metrics(opt_state) -> dict[str, Array]:
@@ -249,6 +269,78 @@ def max_margin_cost_along(model: models.StructNet, config, params, constants,
   return cost
 
 
+def structured_cost_along(model: models.StructNet, config, params, constants,
+                          trainable, direction, c2: Array, c3: Array,
+                          poses: Array, candidates: Array, margin: Array,
+                          dropout_key: Array):
+  """``eta -> cost`` of Eq. 12 with the most-violated pose found again at
+  every step size (``line_search.objective = "structured"``).
+
+  The paper's line search holds the extended data (x, y, y_hat) fixed, so a
+  long step can drive the hinge of one y_hat per example to zero while other
+  candidates overtake it; here each trial re-solves Eq. 7 over the batch's
+  candidate set ``Y_B`` with the moved network, so the searched cost is the
+  structured hinge ``max_{y' in Y_B} [f_S(x, y') + Delta(y', y)] - f_S(x, y)``
+  itself. At ``eta = 0`` it equals ``max_margin_cost``.
+
+  Args:
+    candidates: ``[M, 17, 3]`` mm, Y_B.
+    margin: ``[B, M]`` Delta between each pose and each candidate.
+    Others: as ``max_margin_cost_along``.
+
+  Returns:
+    A function ``eta [] -> cost []``.
+  """
+  base = _merge(params, trainable)
+  a1, a2 = model.apply({"params": base, **constants}, c2, c3,
+                       method=models.StructNet.preactivations)
+  d1, d2 = model.apply({"params": _merge(params, direction), **constants},
+                       c2, c3, method=models.StructNet.preactivations)
+  reg0 = models.weight_l2(trainable)
+  reg1 = models.weight_inner(trainable, direction)
+  reg2 = models.weight_l2(direction)
+
+  def cost(eta: Array) -> Array:
+    moved = jax.tree_util.tree_map(lambda p, g: p - eta.astype(p.dtype) * g,
+                                   trainable, direction)
+    variables = {"params": _merge(params, moved), **constants}
+    h3 = model.apply(variables, a1 - eta * d1, a2 - eta * d2, train=True,
+                     method=models.StructNet.hidden_from_preactivations,
+                     rngs={"dropout": dropout_key})
+    reg = reg0 - 2.0 * eta * reg1 + eta * eta * reg2
+    return _structured_terms(model, config, variables, h3, poses, candidates,
+                             margin, reg)
+
+  return cost
+
+
+def structured_cost(model: models.StructNet, config, params, constants,
+                    c2: Array, c3: Array, poses: Array, candidates: Array,
+                    margin: Array, dropout_key: Array) -> Array:
+  """Eq. 12 with y_hat re-solved over ``candidates`` (see
+  ``structured_cost_along``), at ``params``: ``[]``."""
+  variables = {"params": params, **constants}
+  h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
+                   rngs={"dropout": dropout_key})
+  return _structured_terms(model, config, variables, h3, poses, candidates,
+                           margin, models.weight_l2(params))
+
+
+def _structured_terms(model, config, variables, h3, poses, candidates, margin,
+                      reg):
+  f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
+  f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
+  f_cand = model.apply(variables, candidates,
+                       method=models.StructNet.embed_pose)
+  worst = jnp.max(f_img @ f_cand.T + margin, axis=-1)
+  l_m = jax.nn.relu(worst - jnp.sum(f_img * f_true, -1))
+  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
+  l_p = losses.pose_regression_loss(pred, target)
+  return (jnp.mean(l_m) + config.loss.pose_weight * jnp.mean(l_p) +
+          l2_in_cost(config, "stage2") * reg)
+
+
 def _max_margin_terms(model, config, variables, h3, poses, violated,
                       margin_violated, reg):
   """Eq. 12 from h3 ``[B, h3_width]`` and the weight decay ``reg []``."""
@@ -261,9 +353,63 @@ def _max_margin_terms(model, config, variables, h3, poses, violated,
   target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
   l_p = losses.pose_regression_loss(pred, target)
   cost = (jnp.mean(l_m) + config.loss.pose_weight * jnp.mean(l_p) +
-          config.loss.weight_decay * reg)
+          l2_in_cost(config, "stage2") * reg)
   return cost, {"margin_loss": jnp.mean(l_m), "pose_loss": jnp.mean(l_p),
                 "weight_l2": reg, "margin_losses": l_m}
+
+
+def pose_fit_metrics(model: models.StructNet, variables, c2: Array,
+                     c3: Array, poses: Array) -> dict[str, Array]:
+  """How far the pose head is from the mean pose, without dropout.
+
+  Returns ``pose_loss_eval []`` (mean Eq. 11 with dropout off) and
+  ``pose_loss_vs_mean []``: that loss over the loss of predicting the
+  normalisation mean (the mean training pose) for every example. A network
+  stuck at the mean pose reads ~1; one that learned reads well below 1.
+  """
+  h3 = model.apply(variables, c2, c3, train=False,
+                   method=models.StructNet.hidden)
+  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
+  loss = jnp.mean(losses.pose_regression_loss(pred, target))
+  at_mean = jnp.mean(jnp.sum(jnp.square(target), axis=-1))
+  return {"pose_loss_eval": loss,
+          "pose_loss_vs_mean": loss / jnp.maximum(at_mean, 1e-12)}
+
+
+def margin_metrics(model: models.StructNet, variables, c2: Array, c3: Array,
+                   poses: Array, candidates: Array, margin: Array
+                   ) -> dict[str, Array]:
+  """Whether the score separates the true pose, with dropout off.
+
+  Returns (all ``[]``):
+    ``score_gap``: mean ``f_S(x, y) - f_S(x, y_hat)``, the true pose's score
+      minus the most-violating candidate's (Eq. 7), in score units; the
+      margin asks for ``>= Delta(y_hat, y)``.
+    ``violated_fraction_eval``: share of examples whose margin constraint is
+      violated by some candidate of ``Y_B`` (the training metric
+      ``violated_fraction`` has the dropout masks on).
+    ``violator_mpjpe_mm``: mean MPJPE (mm) of y_hat from the truth.
+    ``top_candidate_mpjpe_mm``: mean MPJPE (mm) of the best-scoring candidate
+      of Y_B from the truth (StructNet-Max on the batch, training images).
+  """
+  h3 = model.apply(variables, c2, c3, train=False,
+                   method=models.StructNet.hidden)
+  f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
+  f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
+  f_cand = model.apply(variables, candidates, method=models.StructNet.embed_pose)
+  scores = f_img @ f_cand.T
+  s_true = jnp.sum(f_img * f_true, -1)
+  hat = losses.most_violated(scores, margin)
+  s_hat = jnp.take_along_axis(scores, hat[:, None], axis=1)[:, 0]
+  m_hat = jnp.take_along_axis(margin, hat[:, None], axis=1)[:, 0]
+  top = jnp.argmax(scores, axis=-1)
+  dist = metrics_lib.pairwise_mpjpe(poses, candidates)
+  take = lambda idx: jnp.take_along_axis(dist, idx[:, None], axis=1)[:, 0]
+  return {"score_gap": jnp.mean(s_true - s_hat),
+          "violated_fraction_eval": jnp.mean(s_hat + m_hat - s_true > 0),
+          "violator_mpjpe_mm": jnp.mean(take(hat)),
+          "top_candidate_mpjpe_mm": jnp.mean(take(top))}
 
 
 def _features(model, params, constants, images):
@@ -279,23 +425,31 @@ def make_pretrain_step(model: models.StructNet, config) -> Callable:
   """Stage 1: ``step(state, batch) -> (state, metrics)`` on the cost
   ``mean(Eq. 11) + alpha * sum ||W||^2`` over the regression path."""
   tx = make_optimizer(config, "stage1")
-  alpha = config.loss.weight_decay
+  alpha = l2_in_cost(config, "stage1")
 
   def step(state: TrainState, batch):
     key, dropout_key = jax.random.split(state.key)
     images, poses = batch["image"], batch["pose"]
 
-    def cost(params):
+    def cost_and_features(params):
       c2, c3 = _features(model, params, state.constants, images)
       used = {k: params[k] for k in PRETRAIN_LAYERS}
       return (pose_cost(model, params, state.constants, c2, c3, poses,
-                        dropout_key) + alpha * models.weight_l2(used))
+                        dropout_key) + alpha * models.weight_l2(used),
+              (c2, c3))
 
-    value, grads = jax.value_and_grad(cost)(state.params)
+    def cost(params):
+      return cost_and_features(params)[0]
+
+    (value, (c2, c3)), grads = jax.value_and_grad(
+        cost_and_features, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                    value=value, grad=grads, value_fn=cost)
     params = optax.apply_updates(state.params, updates)
     metrics = {"cost": value, "grad_norm": optax.tree.norm(grads),
+               **pose_fit_metrics(model, state.variables(),
+                                  jax.lax.stop_gradient(c2),
+                                  jax.lax.stop_gradient(c3), poses),
                **_line_search_metrics(opt_state)}
     return state.replace(step=state.step + 1, params=params,
                          opt_state=opt_state, key=key), metrics
@@ -311,6 +465,13 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
   tx = make_optimizer(config, "stage2")
   s2 = config.stage2
   unit = config.loss.margin_unit_mm
+  objective = config.line_search.objective
+  if objective not in LINE_SEARCH_OBJECTIVES:
+    raise ValueError(
+        f"config.line_search.objective={objective!r} is unknown; use one of "
+        f"{LINE_SEARCH_OBJECTIVES}.")
+  structured = (objective == "structured" and
+                s2.optimizer == "line_search")
 
   def step(state: TrainState, batch, pose_space):
     key, dropout_key, cand_key = jax.random.split(state.key, 3)
@@ -351,13 +512,27 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
 
     (value, aux), grads = jax.value_and_grad(cost_and_aux, has_aux=True)(
         trainable)
+    searched = cost
     along = {}
-    if s2.freeze_trunk:  # trials share the h1/h2 products (line search only)
+    if structured:
+      def searched(trainable_params):
+        full = _merge(params, trainable_params)
+        if s2.freeze_trunk:
+          f2, f3 = c2, c3
+        else:
+          f2, f3 = _features(model, full, state.constants, images)
+        return structured_cost(model, config, full, state.constants, f2, f3,
+                               poses, candidates, margin, dropout_key)
+    if s2.freeze_trunk and structured:
+      along["value_along_fn"] = structured_cost_along(
+          model, config, params, state.constants, trainable, grads, c2, c3,
+          poses, candidates, margin, dropout_key)
+    elif s2.freeze_trunk:  # trials share the h1/h2 products (line search only)
       along["value_along_fn"] = max_margin_cost_along(
           model, config, params, state.constants, trainable, grads, c2, c3,
           poses, violated, margin_violated, dropout_key)
     updates, opt_state = tx.update(grads, state.opt_state, trainable,
-                                   value=value, grad=grads, value_fn=cost,
+                                   value=value, grad=grads, value_fn=searched,
                                    **along)
     trainable = optax.apply_updates(trainable, updates)
     counts = working_set.record_violations(state.violation_counts,
@@ -368,6 +543,7 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
         "violated_fraction": jnp.mean(aux.pop("margin_losses") > 0),
         "margin_violated_mm": jnp.mean(margin_violated) * unit,
         **aux,
+        **margin_metrics(model, variables, c2, c3, poses, candidates, margin),
     }
     metrics.update(_line_search_metrics(opt_state))
     new_state = state.replace(step=state.step + 1,
@@ -379,14 +555,66 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
   return step
 
 
+def make_heldout_probe(model: models.StructNet, config, stage: str
+                       ) -> Callable:
+  """The cost of one step's update on a batch it was not chosen on.
+
+  ``probe(params_before, params_after, constants, batch, key[, pose_space])
+  -> {"heldout_cost_before": [], "heldout_cost_after": []}``: the cost of
+  ``batch`` (the next training batch, which the step did not see) at the
+  parameters before and after the step, with dropout off. Stage 1: mean
+  Eq. 11. Stage 2: Eq. 12 without the weight decay, with y_hat re-solved
+  over ``stage2.num_candidates`` uniform candidates drawn with ``key`` (the
+  same for both). A step that fits its own batch but not the data lowers
+  ``cost_after`` and raises ``heldout_cost_after``.
+  """
+  if stage not in ("stage1", "stage2"):
+    raise ValueError(f"stage must be 'stage1' or 'stage2', got {stage!r}.")
+  unit = config.loss.margin_unit_mm
+  lam = config.loss.pose_weight
+
+  def cost(params, constants, images, poses, candidates):
+    variables = {"params": params, **constants}
+    c2, c3 = _features(model, params, constants, images)
+    h3 = model.apply(variables, c2, c3, train=False,
+                     method=models.StructNet.hidden)
+    pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+    target = model.apply(variables, poses,
+                         method=models.StructNet.normalise_pose)
+    l_p = jnp.mean(losses.pose_regression_loss(pred, target))
+    if candidates is None:
+      return l_p
+    f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
+    f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
+    f_cand = model.apply(variables, candidates,
+                         method=models.StructNet.embed_pose)
+    margin = losses.margins(poses, candidates, unit)
+    worst = jnp.max(f_img @ f_cand.T + margin, axis=-1)
+    return jnp.mean(jax.nn.relu(worst - jnp.sum(f_img * f_true, -1))) + lam * l_p
+
+  def probe(before, after, constants, batch, key, pose_space=None):
+    candidates = None
+    if stage == "stage2":
+      idx = jax.random.randint(key, (config.stage2.num_candidates,), 0,
+                               pose_space.shape[0])
+      candidates = pose_space[idx]
+    images, poses = batch["image"], batch["pose"]
+    return {"heldout_cost_before": cost(before, constants, images, poses,
+                                        candidates),
+            "heldout_cost_after": cost(after, constants, images, poses,
+                                       candidates)}
+
+  return xla_cpu.network_jit(probe)
+
+
 def jit_step(step_fn: Callable, mesh, *, with_pose_space: bool = False):
   """Jits a step for a mesh: state replicated, batch sharded over ``data``.
 
   The returned function takes ``(state, batch[, pose_space])``; the state is
-  donated.
+  donated. Compiled with the network's XLA options (``xla_cpu``).
   """
   repl = sharding_lib.replicated(mesh)
   data = sharding_lib.data_sharding(mesh)
   in_shardings = (repl, data) + ((repl,) if with_pose_space else ())
-  return jax.jit(step_fn, in_shardings=in_shardings,
-                 out_shardings=(repl, repl), donate_argnums=(0,))
+  return xla_cpu.network_jit(step_fn, in_shardings=in_shardings,
+                             out_shardings=(repl, repl), donate_argnums=(0,))

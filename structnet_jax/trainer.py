@@ -54,9 +54,24 @@ class MetricWriter:
       w(stage, step, metrics)
 
 
+# The metrics a log line shows, in this order, when the step reports them.
+LOG_KEYS = ("cost", "cost_after", "heldout_cost_before", "heldout_cost_after",
+            "pose_loss_vs_mean", "margin_loss", "pose_loss", "step_size",
+            "violated_fraction", "violated_fraction_eval", "score_gap",
+            "top_candidate_mpjpe_mm")
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The records of ``<workdir>/metrics.jsonl`` (empty if there is none)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def _format(stage, step, total, metrics, rate, eta):
-  keys = [k for k in ("cost", "margin_loss", "pose_loss", "step_size",
-                      "violated_fraction") if k in metrics]
+  keys = [k for k in LOG_KEYS if k in metrics]
   body = " ".join(f"{k}={metrics[k]:.4g}" for k in keys)
   return (f"[{stage}] step {step}/{total} {body} {rate:.1f} img/s "
           f"ETA {eta / 60:.1f} min")
@@ -84,12 +99,14 @@ def run_stage(stage: str, state: train.TrainState, step_fn: Callable,
               ckpt_dir: str, *, checkpoint_every: int, log_every: int,
               image_size: int, writer: MetricWriter | None = None,
               extra_args: tuple = (),
+              probe_fn: Callable | None = None,
               stop_after: int | None = None) -> train.TrainState:
   """Runs ``step_fn`` from ``state.step`` to ``num_steps``, checkpointing.
 
   Resumes from the latest checkpoint in ``ckpt_dir`` when there is one.
   ``stop_after`` (steps, for tests and preemption drills) ends the call early
-  after saving a checkpoint.
+  after saving a checkpoint. ``probe_fn`` (``train.make_heldout_probe``) adds,
+  at every logged step, the cost of that step's update on the next batch.
   """
   mngr = checkpoints.manager(ckpt_dir)
   state = sharding_lib.replicate(state, mesh)
@@ -100,14 +117,25 @@ def run_stage(stage: str, state: train.TrainState, step_fn: Callable,
   start = int(state.step)
   last_logged = time.time()
   logged_step = start
+  upcoming = {}
   for step in range(start, num_steps):
-    host_batch = batch_fn(step)
+    host_batch = upcoming.pop(step, None) or batch_fn(step)
     if step == start:
       check_batch(host_batch, image_size)
     batch = sharding_lib.shard_batch(host_batch, mesh)
-    state, metrics = step_fn(state, batch, *extra_args)
     done = step + 1
-    if done % log_every == 0 or done == num_steps:
+    logs = done % log_every == 0 or done == num_steps
+    before = None
+    if logs and probe_fn is not None and done < num_steps:
+      before = jax.tree_util.tree_map(jax.numpy.copy, state.params)
+    state, metrics = step_fn(state, batch, *extra_args)
+    if before is not None:
+      upcoming[done] = batch_fn(done)
+      metrics = {**metrics, **probe_fn(
+          before, state.params, state.constants,
+          sharding_lib.shard_batch(upcoming[done], mesh),
+          jax.random.PRNGKey(done), *extra_args)}
+    if logs:
       metrics = jax.device_get(metrics)
       now = time.time()
       rate = (done - logged_step) * batch_size / max(now - last_logged, 1e-9)
@@ -170,7 +198,10 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
     before = int(_latest(os.path.join(workdir, "stage1")) or 0)
     state = run_stage("stage1", state, step1, batch_fn, n1,
                       ckpt_dir=os.path.join(workdir, "stage1"),
+                      probe_fn=train.make_heldout_probe(model, config,
+                                                        "stage1"),
                       stop_after=budget, **common)
+    _warn_if_at_mean_pose(workdir)
     if budget is not None:
       budget -= int(state.step) - before
       if budget <= 0:
@@ -183,7 +214,21 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
                          with_pose_space=True)
   return run_stage("stage2", state, step2, lambda s: batch_fn(s + n1), n2,
                    ckpt_dir=stage2_dir, extra_args=(pose_space_dev,),
+                   probe_fn=train.make_heldout_probe(model, config, "stage2"),
                    stop_after=budget, **common)
+
+
+def _warn_if_at_mean_pose(workdir: str, threshold: float = 0.9) -> None:
+  """A loud log warning when stage 1's last logged pose loss (dropout off)
+  is still near that of the mean training pose."""
+  last = [r for r in read_metrics(workdir)
+          if r.get("stage") == "stage1" and "pose_loss_vs_mean" in r]
+  if last and last[-1]["pose_loss_vs_mean"] > threshold:
+    logging.warning(
+        "%s\n[stage1] DID NOT LEARN: at step %d the pose head's loss is "
+        "%.2fx that of the mean training pose; stage 2 will build on conv "
+        "features that encode (almost) nothing.\n%s", "!" * 72,
+        last[-1]["step"], last[-1]["pose_loss_vs_mean"], "!" * 72)
 
 
 def stage1_dir(config, workdir: str) -> str:

@@ -14,7 +14,12 @@ is given on the command line:
 choices, every 5th frame of the 25 fps file (5 fps; about 126k training
 crops). ``cpu``: the default config's smaller network and short-schedule
 choices on 64x64 crops at 1 fps (every 25th frame: 25,212 training and
-9,536 test crops), 3000 + 1500 steps; about an hour on a 2-core CPU.
+9,536 test crops), 3000 + 1500 steps. ``quick``: the ``cpu`` run at half
+the frames (every 50th) and half the steps, without the APF rows, to
+compare ideas in minutes. ``cpu_val`` / ``quick_val``: the same with S8
+held out as the validation split (train S1, S5, S6, S7; evaluate on S8):
+choose settings there and report S9/S11 once. Measured times are in
+experiments/results/.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 from experiments.configs import default
 from experiments.configs import paper
 
-VARIANTS = ("paper", "cpu")
+VARIANTS = ("paper", "cpu", "quick", "cpu_val", "quick_val")
 
 
 def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int]):
@@ -34,10 +39,18 @@ def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int])
   c = paper.get_config() if variant == "paper" else default.get_config()
   c.data.source = "tfds"
   c.data.tfds_config = tfds_config
-  c.data.frame_step = frame_steps[variant]
-  if variant == "cpu":
+  base = variant.removesuffix("_val")
+  c.data.frame_step = frame_steps[base]
+  if base == "cpu":
     c.stage1.num_steps = 3000
     c.stage2.num_steps = 1500
+  if base == "quick":
+    c.data.frame_step = 2 * frame_steps["cpu"]
+    c.stage1.num_steps = 1500
+    c.stage2.num_steps = 750
+    c.eval.apf_sizes = ()
+  if variant.endswith("_val"):
+    c.data.validation_subjects = "S8"
   return c
 
 
