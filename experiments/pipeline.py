@@ -84,6 +84,10 @@ def make_source(config):
         f"with a positions file), not to {d.source!r} / {d.tfds_config!r} "
         "data; leave them empty.")
   if d.source == "blobs":
+    if d.validation_subjects.strip():
+      raise ValueError(
+          "config.data.validation_subjects needs data with subjects (source "
+          "'tfds' or 'render'); the 'blobs' toy data has none. Leave it empty.")
     from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
     return blobs.BlobSource.create(
         num_train=d.pose_space_size, num_test=d.num_test,

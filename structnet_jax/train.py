@@ -16,10 +16,17 @@ regress the pose (Eq. 11), initialising the conv layers.
 Stage 2 (Algorithm 1): for each mini-batch, draw the candidate set Y_B (C
 uniform training poses and the K most frequently violated so far), find each
 example's most-violated pose (Eq. 7) with the current network, then take one
-line-searched gradient step (no momentum) on the cost of Eq. 12 over the
-extended data (x, y, y_hat). The conv layers stay fixed (``freeze_trunk``), so
-their features are computed once per batch and only the fully-connected layers
-are trained and line-searched.
+step on the cost of Eq. 12 over the extended data (x, y, y_hat): the paper's
+line-searched gradient step with no momentum (``stage2.optimizer =
+"line_search"``; ``line_search.objective = "structured"`` re-solves y_hat at
+every trial step), or AdamW (the default, chosen on the validation split of
+experiments/results/learning_study/). The conv layers stay fixed
+(``freeze_trunk``), so their features are computed once per batch and only
+the fully-connected layers are trained.
+
+Every step also reports how well the network learns (``pose_fit_metrics``,
+``margin_metrics``), and ``make_heldout_probe`` measures a step's update on
+the next batch.
 
 The working set V is the ``violation_counts [N] int32`` over the pose space.
 """
@@ -246,6 +253,22 @@ def max_margin_cost_along(model: models.StructNet, config, params, constants,
   Returns:
     A function ``eta [] -> cost []``.
   """
+  return _cost_along(
+      model, params, constants, trainable, direction, c2, c3, dropout_key,
+      lambda variables, h3, reg: _max_margin_terms(
+          model, config, variables, h3, poses, violated, margin_violated,
+          reg)[0])
+
+
+def _cost_along(model, params, constants, trainable, direction, c2, c3,
+                dropout_key, terms: Callable):
+  """``eta -> terms(variables, h3, weight_l2)`` at ``trainable - eta *
+  direction``.
+
+  The pre-activations of h1 and h2 are affine in ``eta`` and the weight
+  decay is a quadratic in it, so both are computed once here and a trial
+  costs only the layers from h3 on (with the same dropout masks).
+  """
   base = _merge(params, trainable)
   a1, a2 = model.apply({"params": base, **constants}, c2, c3,
                        method=models.StructNet.preactivations)
@@ -255,18 +278,16 @@ def max_margin_cost_along(model: models.StructNet, config, params, constants,
   reg1 = models.weight_inner(trainable, direction)
   reg2 = models.weight_l2(direction)
 
-  def cost(eta: Array) -> Array:
+  def at(eta: Array):
     moved = jax.tree_util.tree_map(lambda p, g: p - eta.astype(p.dtype) * g,
                                    trainable, direction)
     variables = {"params": _merge(params, moved), **constants}
     h3 = model.apply(variables, a1 - eta * d1, a2 - eta * d2, train=True,
                      method=models.StructNet.hidden_from_preactivations,
                      rngs={"dropout": dropout_key})
-    reg = reg0 - 2.0 * eta * reg1 + eta * eta * reg2
-    return _max_margin_terms(model, config, variables, h3, poses, violated,
-                             margin_violated, reg)[0]
+    return terms(variables, h3, reg0 - 2.0 * eta * reg1 + eta * eta * reg2)
 
-  return cost
+  return at
 
 
 def structured_cost_along(model: models.StructNet, config, params, constants,
@@ -291,27 +312,10 @@ def structured_cost_along(model: models.StructNet, config, params, constants,
   Returns:
     A function ``eta [] -> cost []``.
   """
-  base = _merge(params, trainable)
-  a1, a2 = model.apply({"params": base, **constants}, c2, c3,
-                       method=models.StructNet.preactivations)
-  d1, d2 = model.apply({"params": _merge(params, direction), **constants},
-                       c2, c3, method=models.StructNet.preactivations)
-  reg0 = models.weight_l2(trainable)
-  reg1 = models.weight_inner(trainable, direction)
-  reg2 = models.weight_l2(direction)
-
-  def cost(eta: Array) -> Array:
-    moved = jax.tree_util.tree_map(lambda p, g: p - eta.astype(p.dtype) * g,
-                                   trainable, direction)
-    variables = {"params": _merge(params, moved), **constants}
-    h3 = model.apply(variables, a1 - eta * d1, a2 - eta * d2, train=True,
-                     method=models.StructNet.hidden_from_preactivations,
-                     rngs={"dropout": dropout_key})
-    reg = reg0 - 2.0 * eta * reg1 + eta * eta * reg2
-    return _structured_terms(model, config, variables, h3, poses, candidates,
-                             margin, reg)
-
-  return cost
+  return _cost_along(
+      model, params, constants, trainable, direction, c2, c3, dropout_key,
+      lambda variables, h3, reg: _structured_terms(
+          model, config, variables, h3, poses, candidates, margin, reg))
 
 
 def structured_cost(model: models.StructNet, config, params, constants,
@@ -498,14 +502,16 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
     violated = candidates[hat]
     margin_violated = jnp.take_along_axis(margin, hat[:, None], axis=1)[:, 0]
 
+    def features_at(full):
+      if s2.freeze_trunk:
+        return c2, c3
+      return _features(model, full, state.constants, images)
+
     def cost_and_aux(trainable_params):
       full = _merge(params, trainable_params)
-      if s2.freeze_trunk:
-        f2, f3 = c2, c3
-      else:
-        f2, f3 = _features(model, full, state.constants, images)
-      return max_margin_cost(model, config, full, state.constants, f2, f3,
-                             poses, violated, margin_violated, dropout_key)
+      return max_margin_cost(model, config, full, state.constants,
+                             *features_at(full), poses, violated,
+                             margin_violated, dropout_key)
 
     def cost(trainable_params):
       return cost_and_aux(trainable_params)[0]
@@ -517,12 +523,9 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
     if structured:
       def searched(trainable_params):
         full = _merge(params, trainable_params)
-        if s2.freeze_trunk:
-          f2, f3 = c2, c3
-        else:
-          f2, f3 = _features(model, full, state.constants, images)
-        return structured_cost(model, config, full, state.constants, f2, f3,
-                               poses, candidates, margin, dropout_key)
+        return structured_cost(model, config, full, state.constants,
+                               *features_at(full), poses, candidates, margin,
+                               dropout_key)
     if s2.freeze_trunk and structured:
       along["value_along_fn"] = structured_cost_along(
           model, config, params, state.constants, trainable, grads, c2, c3,

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from structnet_jax import checkpoints
+from structnet_jax import learning_checks
 from structnet_jax import models
 from structnet_jax import poses as poses_lib
 from structnet_jax import sharding as sharding_lib
@@ -218,9 +219,10 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
                    stop_after=budget, **common)
 
 
-def _warn_if_at_mean_pose(workdir: str, threshold: float = 0.9) -> None:
+def _warn_if_at_mean_pose(workdir: str) -> None:
   """A loud log warning when stage 1's last logged pose loss (dropout off)
   is still near that of the mean training pose."""
+  threshold = learning_checks.STAGE1_MAX_RATIO_TO_MEAN
   last = [r for r in read_metrics(workdir)
           if r.get("stage") == "stage1" and "pose_loss_vs_mean" in r]
   if last and last[-1]["pose_loss_vs_mean"] > threshold:

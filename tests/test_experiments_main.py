@@ -50,10 +50,19 @@ def test_train_and_evaluate_then_resume(tmp_path):
                "figure3.png", "figure4a.png", "figure4d.png",
                "pose_space.npy"):
     assert (tmp_path / name).exists(), name
-  assert "Alignment:" in (tmp_path / "results.md").read_text()
+  report = (tmp_path / "results.md").read_text()
+  assert "Alignment:" in report
+  # The learning checks: a table of both stages on both splits, first.
+  assert report.index("## Did it learn?") < report.index("| MPJPE (mm) |")
+  assert "| stage1 | train |" in report and "| stage2 | test |" in report
+  learned = json.loads((tmp_path / "learning_report.json").read_text())
+  assert set(learned["errors"]) == {"stage1", "stage2"}
   assert _tensorboard_tags(tmp_path / "tensorboard") >= {
-      "stage1/cost", "stage2/step_size", "stage2/violated_fraction",
-      "eval/mpjpe/StructNet-Max", "eval/alignment_fraction_30mm"}
+      "stage1/cost", "stage1/pose_loss_vs_mean",
+      "stage1/heldout_cost_after", "stage2/violated_fraction",
+      "stage2/violated_fraction_eval", "stage2/score_gap",
+      "eval/mpjpe/StructNet-Max", "eval/alignment_fraction_30mm",
+      "learning/stage2/train/alignment_30mm"}
   logged = (tmp_path / "metrics.jsonl").read_text().count("\n")
   saved_config = (tmp_path / "config.json").read_text()
   # Evaluating takes the network as trained; stage2.num_steps=7 is ignored.

@@ -125,6 +125,7 @@ def test_adamw_decays_fc_kernels_only_by_lr_times_two_alpha():
     np.testing.assert_array_equal(leaf_new, leaf_old)
   # ... and the cost then carries no weight term (it is applied once).
   assert train.l2_in_cost(config, "stage1") == 0.0
+  config.stage2.optimizer = "line_search"
   assert train.l2_in_cost(config, "stage2") == pytest.approx(0.05)
 
 
@@ -223,6 +224,11 @@ def test_validation_split_never_holds_test_subjects():
   with pytest.raises(ValueError, match="every training subject"):
     pipeline.validation_split(_data(validation_subjects="P1,P2",
                                     train_subjects="P1,P2"))
+  config = default_config.get_config()
+  config.data.source = "blobs"
+  config.data.validation_subjects = "S8"
+  with pytest.raises(ValueError, match="'blobs' toy data has none"):
+    pipeline.make_source(config)
 
 
 def test_checks_warn_for_a_stage1_at_the_mean_pose_and_a_flat_stage2():

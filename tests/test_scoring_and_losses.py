@@ -159,8 +159,9 @@ def _tiny_cost_problem(seed: int, batch: int, dropout_rate: float):
   c2, c3 = model.apply(variables, images, method=model.features)
   y, y_hat = jnp.asarray(poses[:batch]), jnp.asarray(poses[batch:])
   margin = jnp.asarray(rng.uniform(1, 3, size=batch))
-  return (tiny.get_config(), model, params, constants, c2, c3, y, y_hat,
-          margin, rng)
+  config = tiny.get_config()
+  config.stage2.optimizer = "line_search"  # Eq. 12's weight term in the cost
+  return (config, model, params, constants, c2, c3, y, y_hat, margin, rng)
 
 
 def test_max_margin_cost_gradient_matches_finite_differences():

@@ -25,6 +25,7 @@ def _micro_config(**overrides):
   c.model.embed_dim = c.model.pose_hidden = 16
   c.train.batch_size = 16
   c.stage2.num_candidates = 50
+  c.stage2.optimizer = "line_search"  # the paper's stage 2
   c.line_search.num_coarse = 10
   c.line_search.num_fine = 6
   for k, v in overrides.items():
