@@ -113,10 +113,22 @@ def test_report_collects_cells_and_names_unfinished_runs(tmp_path):
 
 @pytest.mark.parametrize("get_config", [
     default_config.get_config, tiny.get_config, paper.get_config,
-    h36m_motion.get_config, lambda: h36m_motion.get_config("cpu"),
-    h36m_release.get_config, lambda: h36m_release.get_config("cpu")])
+    h36m_motion.get_config, h36m_release.get_config] + [
+        lambda m=m, v=v: m.get_config(v) for m in (h36m_motion, h36m_release)
+        for v in h36m_motion.VARIANTS])
 def test_every_config_declares_only_known_fields(get_config):
   config_utils.check_config(get_config(), default_config.get_config())
+
+
+def test_protocol_variants_halve_cpu_for_quick_and_hold_out_s8_for_val():
+  cpu, quick = h36m_motion.get_config("cpu"), h36m_motion.get_config("quick")
+  assert quick.data.frame_step == 2 * cpu.data.frame_step == 50
+  assert (quick.stage1.num_steps, quick.stage2.num_steps) == (
+      cpu.stage1.num_steps // 2, cpu.stage2.num_steps // 2)
+  assert tuple(quick.eval.apf_sizes) == ()
+  for v in ("cpu_val", "quick_val"):
+    assert h36m_motion.get_config(v).data.validation_subjects == "S8"
+  assert cpu.data.validation_subjects == ""
 
 
 def test_unknown_config_argument_is_named():

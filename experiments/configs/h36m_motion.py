@@ -31,8 +31,13 @@ VARIANTS = ("paper", "cpu", "quick", "cpu_val", "quick_val")
 
 
 def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int]):
-  """The train S1/S5/S6/S7/S8, test S9/S11 protocol on ``tfds_config`` data,
-  with the ``paper`` or ``cpu`` network and ``frame_steps[variant]``."""
+  """The train S1/S5/S6/S7/S8, test S9/S11 protocol on ``tfds_config`` data.
+
+  ``variant`` (``VARIANTS``): ``paper`` (Figure-1 network, every
+  ``frame_steps["paper"]``-th frame), ``cpu`` (the default network, every
+  ``frame_steps["cpu"]``-th frame), ``quick`` (``cpu`` at half the frames and
+  steps, no APF rows); a ``_val`` suffix holds S8 out as the validation split.
+  """
   if variant not in VARIANTS:
     raise ValueError(f"{tfds_config} config argument {variant!r} is unknown; "
                      f"use one of {VARIANTS} (e.g. {tfds_config}.py:cpu).")
@@ -40,15 +45,16 @@ def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int])
   c.data.source = "tfds"
   c.data.tfds_config = tfds_config
   base = variant.removesuffix("_val")
-  c.data.frame_step = frame_steps[base]
-  if base == "cpu":
-    c.stage1.num_steps = 3000
-    c.stage2.num_steps = 1500
   if base == "quick":
     c.data.frame_step = 2 * frame_steps["cpu"]
     c.stage1.num_steps = 1500
     c.stage2.num_steps = 750
     c.eval.apf_sizes = ()
+  else:
+    c.data.frame_step = frame_steps[base]
+  if base == "cpu":
+    c.stage1.num_steps = 3000
+    c.stage2.num_steps = 1500
   if variant.endswith("_val"):
     c.data.validation_subjects = "S8"
   return c
