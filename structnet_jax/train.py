@@ -42,7 +42,6 @@ import optax
 
 from structnet_jax import line_search
 from structnet_jax import losses
-from structnet_jax import metrics as metrics_lib
 from structnet_jax import models
 from structnet_jax import sharding as sharding_lib
 from structnet_jax import working_set
@@ -382,9 +381,17 @@ def pose_fit_metrics(model: models.StructNet, variables, c2: Array,
 
 
 def margin_metrics(model: models.StructNet, variables, c2: Array, c3: Array,
-                   poses: Array, candidates: Array, margin: Array
-                   ) -> dict[str, Array]:
+                   poses: Array, f_cand: Array, margin: Array,
+                   margin_unit_mm: float) -> dict[str, Array]:
   """Whether the score separates the true pose, with dropout off.
+
+  Args:
+    c2, c3: flattened conv features of the images.
+    poses: ground truth ``[B, 17, 3]`` mm.
+    f_cand: ``[M, D]`` pose embeddings of the candidates Y_B (the step has
+      them already).
+    margin: ``[B, M]`` Delta in score units (``losses.margins``), so the
+      MPJPE between pose and candidate is ``margin * margin_unit_mm``.
 
   Returns (all ``[]``):
     ``score_gap``: mean ``f_S(x, y) - f_S(x, y_hat)``, the true pose's score
@@ -401,14 +408,13 @@ def margin_metrics(model: models.StructNet, variables, c2: Array, c3: Array,
                    method=models.StructNet.hidden)
   f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
   f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
-  f_cand = model.apply(variables, candidates, method=models.StructNet.embed_pose)
   scores = f_img @ f_cand.T
   s_true = jnp.sum(f_img * f_true, -1)
   hat = losses.most_violated(scores, margin)
   s_hat = jnp.take_along_axis(scores, hat[:, None], axis=1)[:, 0]
   m_hat = jnp.take_along_axis(margin, hat[:, None], axis=1)[:, 0]
   top = jnp.argmax(scores, axis=-1)
-  dist = metrics_lib.pairwise_mpjpe(poses, candidates)
+  dist = margin * margin_unit_mm
   take = lambda idx: jnp.take_along_axis(dist, idx[:, None], axis=1)[:, 0]
   return {"score_gap": jnp.mean(s_true - s_hat),
           "violated_fraction_eval": jnp.mean(s_hat + m_hat - s_true > 0),
@@ -546,7 +552,8 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
         "violated_fraction": jnp.mean(aux.pop("margin_losses") > 0),
         "margin_violated_mm": jnp.mean(margin_violated) * unit,
         **aux,
-        **margin_metrics(model, variables, c2, c3, poses, candidates, margin),
+        **margin_metrics(model, variables, c2, c3, poses, f_cand, margin,
+                         unit),
     }
     metrics.update(_line_search_metrics(opt_state))
     new_state = state.replace(step=state.step + 1,
@@ -574,38 +581,30 @@ def make_heldout_probe(model: models.StructNet, config, stage: str
   if stage not in ("stage1", "stage2"):
     raise ValueError(f"stage must be 'stage1' or 'stage2', got {stage!r}.")
   unit = config.loss.margin_unit_mm
-  lam = config.loss.pose_weight
 
-  def cost(params, constants, images, poses, candidates):
+  def cost(params, constants, images, poses, candidates, margin):
     variables = {"params": params, **constants}
-    c2, c3 = _features(model, params, constants, images)
-    h3 = model.apply(variables, c2, c3, train=False,
-                     method=models.StructNet.hidden)
+    h3 = model.apply(variables, *_features(model, params, constants, images),
+                     train=False, method=models.StructNet.hidden)
+    if candidates is not None:  # Eq. 12, no weight term
+      return _structured_terms(model, config, variables, h3, poses,
+                               candidates, margin, 0.0)
     pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
     target = model.apply(variables, poses,
                          method=models.StructNet.normalise_pose)
-    l_p = jnp.mean(losses.pose_regression_loss(pred, target))
-    if candidates is None:
-      return l_p
-    f_img = model.apply(variables, h3, method=models.StructNet.embed_hidden)
-    f_true = model.apply(variables, poses, method=models.StructNet.embed_pose)
-    f_cand = model.apply(variables, candidates,
-                         method=models.StructNet.embed_pose)
-    margin = losses.margins(poses, candidates, unit)
-    worst = jnp.max(f_img @ f_cand.T + margin, axis=-1)
-    return jnp.mean(jax.nn.relu(worst - jnp.sum(f_img * f_true, -1))) + lam * l_p
+    return jnp.mean(losses.pose_regression_loss(pred, target))
 
   def probe(before, after, constants, batch, key, pose_space=None):
-    candidates = None
+    images, poses = batch["image"], batch["pose"]
+    candidates = margin = None
     if stage == "stage2":
       idx = jax.random.randint(key, (config.stage2.num_candidates,), 0,
                                pose_space.shape[0])
       candidates = pose_space[idx]
-    images, poses = batch["image"], batch["pose"]
-    return {"heldout_cost_before": cost(before, constants, images, poses,
-                                        candidates),
-            "heldout_cost_after": cost(after, constants, images, poses,
-                                       candidates)}
+      margin = losses.margins(poses, candidates, unit)
+    return {name: cost(params, constants, images, poses, candidates, margin)
+            for name, params in (("heldout_cost_before", before),
+                                 ("heldout_cost_after", after))}
 
   return xla_cpu.network_jit(probe)
 

@@ -15,6 +15,7 @@ from structnet_jax import models
 from structnet_jax import train
 from tests.test_scoring_and_losses import _mpjpe_loop
 from tests.test_scoring_and_losses import _tiny_cost_problem
+from tests.test_scoring_and_losses import assert_along_equals_moved
 
 
 def _scores_loop(model, variables, c2, c3, poses, key=None):
@@ -59,19 +60,13 @@ def test_structured_cost_matches_numpy_loop_and_its_line_along_it():
                                   cands[hat], margin[np.arange(4), hat], key)[0]
     np.testing.assert_allclose(got, fixed, rtol=1e-10)
     # Along a direction: equal to the cost at the moved parameters.
-    trainable = {k: v for k, v in params.items() if k != "trunk"}
-    direction = jax.tree_util.tree_map(
-        lambda a: jnp.asarray(rng.normal(size=a.shape)), trainable)
-    along = train.structured_cost_along(model, config, params, constants,
-                                        trainable, direction, c2, c3, y, cands,
-                                        margin, key)
-    for eta in (0.0, 1e-2, 0.5):
-      moved = {**params, **jax.tree_util.tree_map(
-          lambda p, g: p - eta * g, trainable, direction)}
-      np.testing.assert_allclose(
-          along(jnp.asarray(eta)),
-          train.structured_cost(model, config, moved, constants, c2, c3, y,
-                                cands, margin, key), rtol=1e-10)
+    assert_along_equals_moved(
+        lambda trainable, direction: train.structured_cost_along(
+            model, config, params, constants, trainable, direction, c2, c3, y,
+            cands, margin, key),
+        lambda moved: train.structured_cost(model, config, moved, constants,
+                                            c2, c3, y, cands, margin, key),
+        params, rng, (0.0, 1e-2, 0.5))
 
 
 def test_structured_line_search_never_raises_the_structured_batch_cost():
@@ -137,8 +132,9 @@ def test_margin_metrics_match_numpy_loop():
     dist = np.array([[_mpjpe_loop(a, b) for b in cands] for a in np.asarray(y)])
     margin = jnp.asarray(dist / 100.0)
     variables = {"params": params, **constants}
-    got = train.margin_metrics(model, variables, c2, c3, y, cands, margin)
     f_img, f_cand, _ = _scores_loop(model, variables, c2, c3, cands)
+    got = train.margin_metrics(model, variables, c2, c3, y, jnp.asarray(f_cand),
+                               margin, 100.0)
     _, f_true, _ = _scores_loop(model, variables, c2, c3, y)
     gaps, violated, hat_d, top_d = [], [], [], []
     for i in range(5):

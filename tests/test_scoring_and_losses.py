@@ -190,15 +190,25 @@ def test_cost_along_direction_equals_cost_at_moved_params():
     (config, model, params, constants, c2, c3, y, y_hat, margin,
      rng) = _tiny_cost_problem(5, 4, 0.5)
     key = jax.random.PRNGKey(3)
-    trainable = {k: v for k, v in params.items() if k != "trunk"}
-    direction = jax.tree_util.tree_map(
-        lambda a: jnp.asarray(rng.normal(size=a.shape)), trainable)
-    along = train.max_margin_cost_along(model, config, params, constants,
-                                        trainable, direction, c2, c3, y, y_hat,
-                                        margin, key)
-    for eta in (0.0, 1e-3, 0.1, 2.0):
-      moved = {**params, **jax.tree_util.tree_map(
-          lambda p, g: p - eta * g, trainable, direction)}
-      want = train.max_margin_cost(model, config, moved, constants, c2, c3, y,
-                                   y_hat, margin, key)[0]
-      np.testing.assert_allclose(along(jnp.asarray(eta)), want, rtol=1e-10)
+    assert_along_equals_moved(
+        lambda trainable, direction: train.max_margin_cost_along(
+            model, config, params, constants, trainable, direction, c2, c3, y,
+            y_hat, margin, key),
+        lambda moved: train.max_margin_cost(model, config, moved, constants,
+                                            c2, c3, y, y_hat, margin, key)[0],
+        params, rng, (0.0, 1e-3, 0.1, 2.0))
+
+
+def assert_along_equals_moved(make_along, cost_at, params, rng, etas):
+  """``make_along(trainable, direction)(eta)``, a cost along a random
+  direction of the non-trunk parameters, equals ``cost_at`` of the parameters
+  moved by ``-eta * direction``, for each ``eta`` (float64, rtol 1e-10)."""
+  trainable = {k: v for k, v in params.items() if k != "trunk"}
+  direction = jax.tree_util.tree_map(
+      lambda a: jnp.asarray(rng.normal(size=a.shape)), trainable)
+  along = make_along(trainable, direction)
+  for eta in etas:
+    moved = {**params, **jax.tree_util.tree_map(
+        lambda p, g: p - eta * g, trainable, direction)}
+    np.testing.assert_allclose(along(jnp.asarray(eta)), cost_at(moved),
+                               rtol=1e-10)
