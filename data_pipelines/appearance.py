@@ -241,6 +241,23 @@ def subject_appearance(subject_name: str, seed: int = 0) -> Appearance:
   return _assemble(body, room)
 
 
+def look_name(subject: str, action: str, subaction, looks_per_subject: int
+              ) -> str:
+  """The look (``subject_appearance`` name) one sequence is filmed in.
+
+  With ``looks_per_subject = L > 1`` a subject owns L outfits and bodies:
+  its own look (``subject``) and ``"{subject}~1"`` ... ``"{subject}~{L-1}"``;
+  each sequence wears one of them, chosen by a hash of its key
+  ``"{subject}/{action}/{subaction}"`` (so every camera and frame of it, and
+  the TFDS dataset and the on-device source, agree). ``L = 1``: the
+  subject's own look.
+  """
+  if looks_per_subject <= 1:
+    return subject
+  k = _name_seed(f"{subject}/{action}/{subaction}") % int(looks_per_subject)
+  return subject if k == 0 else f"{subject}~{k}"
+
+
 def check_appearance(appearance: Appearance, name: str = "appearance") -> int:
   """Checks leaf shapes; returns the number of leading batch axes (0 or more).
 

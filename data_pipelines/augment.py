@@ -44,15 +44,25 @@ def pca_basis(covariance) -> tuple[np.ndarray, np.ndarray]:
 
 def random_crop(key: Array, images: Array, crop: int) -> Array:
   """A random ``crop x crop`` window per image: ``[B, H, W, C] -> [B, crop, crop, C]``."""
+  return random_crop_with_corners(key, images, crop)[0]
+
+
+def random_crop_with_corners(key: Array, images: Array, crop: int
+                             ) -> tuple[Array, Array]:
+  """``random_crop`` and where each window is: ``(crops [B, crop, crop, C],
+  corners [B, 2] int32)``, a corner being the window's top-left ``(x, y)``
+  (column, row) in the image, so a point ``p`` of the image is at
+  ``p - corner`` in its crop."""
   b, h, w, c = images.shape
   if crop > h or crop > w:
     raise ValueError(f"crop {crop} is larger than the images ({h}x{w}).")
   ky, kx = jax.random.split(key)
   ys = jax.random.randint(ky, (b,), 0, h - crop + 1)
   xs = jax.random.randint(kx, (b,), 0, w - crop + 1)
-  return jax.vmap(lambda im, y, x: jax.lax.dynamic_slice(im, (y, x, 0),
-                                                         (crop, crop, c)))(
-                                                             images, ys, xs)
+  crops = jax.vmap(lambda im, y, x: jax.lax.dynamic_slice(im, (y, x, 0),
+                                                          (crop, crop, c)))(
+                                                              images, ys, xs)
+  return crops, jnp.stack([xs, ys], axis=-1)
 
 
 def center_crop(images: Array, crop: int) -> Array:
@@ -83,6 +93,14 @@ def pca_colour_noise(key: Array, images: Array, eigvals: Array, eigvecs: Array,
 def augment(key: Array, images: Array, crop: int, eigvals: Array,
             eigvecs: Array, sigma: float = 0.1) -> Array:
   """Random crop then PCA colour noise (the training augmentation)."""
+  return augment_with_corners(key, images, crop, eigvals, eigvecs, sigma)[0]
+
+
+def augment_with_corners(key: Array, images: Array, crop: int, eigvals: Array,
+                         eigvecs: Array, sigma: float = 0.1
+                         ) -> tuple[Array, Array]:
+  """``augment`` (the same randomness) and the crops' top-left corners
+  ``[B, 2]`` ``(x, y)`` (``random_crop_with_corners``)."""
   k_crop, k_noise = jax.random.split(key)
-  return pca_colour_noise(k_noise, random_crop(k_crop, images, crop), eigvals,
-                          eigvecs, sigma)
+  crops, corners = random_crop_with_corners(k_crop, images, crop)
+  return pca_colour_noise(k_noise, crops, eigvals, eigvecs, sigma), corners

@@ -16,8 +16,9 @@ see ``tfds_source`` and ``blobs.BlobSource``):
   candidate set Y), in the order sequence (subject, action, subaction), then
   camera, then frame -- the order of the TFDS dataset's ``pose_space.npy``;
 * ``train_batch(step, batch_size, seed)``: ``{"image": float32 [B, crop, crop,
-  3], "pose": float32 [B, 17, 3] mm}`` device arrays, a pure function of
-  ``(seed, step)``;
+  3], "pose": float32 [B, 17, 3] mm, "pose_2d": float32 [B, 17, 2]}`` device
+  arrays (the 2D joints in the crops' pixels), a pure function of ``(seed,
+  step)``;
 * ``eval_batches(batch_size, split)``: every example of ``split`` once, in
   order, centre-cropped, the last batch padded (repeating the last example)
   with ``mask [B] bool`` and the labels ``action``/``subject`` (numpy str)
@@ -84,7 +85,8 @@ class SplitArrays:
     joints: ``[M, 17, 3]`` float32 mm, camera frame, what is rendered.
     pose: ``[M, 17, 3]`` float32 mm, root-relative camera-frame labels.
     view: ``[M]`` int32 index into the source's views (subject x camera).
-    subject_index: ``[M]`` int32 index into the source's ``subjects``.
+    look_index: ``[M]`` int32 index into the source's ``looks`` (what the
+      person of each example wears, ``appearance.look_name``).
     subject, action: ``[M]`` str labels.
     subaction, camera, frame: ``[M]`` int32 labels (camera 1..4; frame the
       row of the source sequence).
@@ -92,7 +94,7 @@ class SplitArrays:
   joints: np.ndarray
   pose: np.ndarray
   view: np.ndarray
-  subject_index: np.ndarray
+  look_index: np.ndarray
   subject: np.ndarray
   action: np.ndarray
   subaction: np.ndarray
@@ -161,10 +163,11 @@ def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
   return [(s, np.arange(s.num_frames)) for s in seqs]
 
 
-def _split_arrays(seq_keeps, cams, subject_index, view_index, *, body_seed,
+def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
                   split) -> SplitArrays:
-  """Films the sequences as ``synthesize.render_sequence_examples`` does."""
-  cols = {k: [] for k in ("joints", "pose", "view", "subject_index",
+  """Films the sequences as ``synthesize.render_sequence_examples`` does;
+  ``look_of(seq)`` is the index of the look each sequence wears."""
+  cols = {k: [] for k in ("joints", "pose", "view", "look_index",
                           "subject", "action", "subaction", "camera",
                           "frame")}
   for seq, keep in seq_keeps:
@@ -194,8 +197,7 @@ def _split_arrays(seq_keeps, cams, subject_index, view_index, *, body_seed,
           (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
            ).astype(np.float32))
       cols["view"].append(np.full(n, view_index[(subject, camera)], np.int32))
-      cols["subject_index"].append(np.full(n, subject_index[subject],
-                                           np.int32))
+      cols["look_index"].append(np.full(n, look_of(seq), np.int32))
       cols["subject"].append(np.full(n, subject, object))
       cols["action"].append(np.full(n, str(seq.action), object))
       cols["subaction"].append(np.full(n, int(seq.subaction), np.int32))
@@ -223,16 +225,17 @@ def _pixel_noise(key, images_u8, std):
 
 def _render_u8(idx, arrays, tables, *, image_size, supersample, margin,
                chunk):
-  """Renders examples ``idx`` [B] of a split: uint8 ``[B, S, S, 3]``."""
-  joints, view, subj = arrays
+  """Renders examples ``idx`` [B] of a split: uint8 images ``[B, S, S, 3]``
+  and their joints ``[B, 17, 2]`` in the rendered crop's pixels."""
+  joints, view, look_idx = arrays
   appearance, focal, center, floor, _ = tables
-  v, s = view[idx], subj[idx]
+  v, s = view[idx], look_idx[idx]
   look = jax.tree.map(lambda a: a[s], appearance)
   room = jax.tree.map(lambda a: a[v], floor)
   out = render.render_batch(joints[idx], focal[v], center[v], look, room,
                             out_size=image_size, margin=margin,
                             supersample=supersample, chunk=chunk)
-  return out.image
+  return out.image, out.joints_2d
 
 
 def stream_position(step: int, batch_size: int, num: int) -> tuple[int, int]:
@@ -260,17 +263,20 @@ def _train_indices(base, epoch, offset, *, batch_size, num):
 
 
 @functools.partial(jax.jit, static_argnames=("crop", "pixel_noise"))
-def _train_finish(base, step, images, idx, pose, subj, noise_std, eigvals,
-                  eigvecs, pca_std, *, crop, pixel_noise):
-  """Sensor noise (std ``noise_std[subj[idx]]``), [0, 1] floats, random crop
+def _train_finish(base, step, images, joints_2d, idx, pose, look_idx, noise_std,
+                  eigvals, eigvecs, pca_std, *, crop, pixel_noise):
+  """Sensor noise (std ``noise_std[look_idx[idx]]``), [0, 1] floats, random crop
   and PCA colour noise, with the randomness of ``fold_in(base, step)``;
-  gathers the pose labels."""
+  gathers the pose labels and moves the 2D joints ``[B, 17, 2]`` into the
+  crops' pixels."""
   k_pix, k_aug = jax.random.split(jax.random.fold_in(base, step))
   if pixel_noise:
-    images = _pixel_noise(k_pix, images, noise_std[subj[idx]])
+    images = _pixel_noise(k_pix, images, noise_std[look_idx[idx]])
   images = images.astype(jnp.float32) / 255.0
-  images = augment.augment(k_aug, images, crop, eigvals, eigvecs, pca_std)
-  return {"image": images, "pose": pose[idx]}
+  images, corners = augment.augment_with_corners(k_aug, images, crop, eigvals,
+                                                 eigvecs, pca_std)
+  return {"image": images, "pose": pose[idx],
+          "pose_2d": joints_2d - corners[:, None, :].astype(jnp.float32)}
 
 
 _render_u8_jit = jax.jit(_render_u8, static_argnames=(
@@ -297,7 +303,10 @@ class RenderSource:
   Attributes:
     pose_space: ``[N, 17, 3]`` float32 mm, all training pose labels.
     splits: ``{"train": SplitArrays, "test": SplitArrays}`` (host copies).
-    subjects: subject names, train then test (``subject_index`` order).
+    subjects: subject names, train then test.
+    looks: the looks (``appearance.subject_appearance`` names) of the
+      appearance table: every subject's own, then the extra looks of the
+      training subjects (``looks_per_subject``).
     cameras: camera numbers (1..4) filmed with.
     image_size: side of the rendered crop (the TFDS dataset's ``crop_size``).
     crop: network input side (random window for training, centre for eval).
@@ -309,6 +318,7 @@ class RenderSource:
   pose_space: np.ndarray
   splits: dict
   subjects: tuple
+  looks: tuple
   cameras: tuple
   image_size: int
   crop: int
@@ -348,6 +358,7 @@ class RenderSource:
              placement: str = "auto",
              random_yaw: bool = False,
              rig_subject: str | None = None,
+             looks_per_subject: int = 1,
              rgb_sample_size: int = 256,
              render_chunk: int = 8) -> "RenderSource":
     """Loads the motion, films it, and estimates the RGB covariance.
@@ -378,6 +389,8 @@ class RenderSource:
         beside the motion file).
       placement, random_yaw, rig_subject: for a joint-positions file
         (``position_motion.load_position_motion``; ``seed`` seeds the yaws).
+      looks_per_subject: looks per training subject, one per sequence
+        (``appearance.look_name``; as the TFDS config's field).
       rgb_sample_size: training images rendered to estimate the covariance.
       render_chunk: examples vmapped together per step of the renderer's
         ``lax.map`` (memory vs. parallelism; results do not depend on it).
@@ -413,6 +426,7 @@ class RenderSource:
     appearance_seed = _check_int("appearance_seed", appearance_seed, 0)
     body_seed = _check_int("body_seed", body_seed, 0)
     seed = _check_int("seed", seed, 0)
+    looks_per_subject = _check_int("looks_per_subject", looks_per_subject, 1)
     if not (np.isscalar(pca_noise_std) and np.isfinite(pca_noise_std)
             and pca_noise_std >= 0):
       raise ValueError(f"pca_noise_std must be a finite number >= 0, got "
@@ -457,7 +471,15 @@ class RenderSource:
     subjects = train_subjects + test_subjects
     rigs = {s: position_motion.rig_subject_for(s, rig_subject) if positions
             else s for s in subjects}
-    subject_index = {s: i for i, s in enumerate(subjects)}
+    looks = tuple(subjects) + tuple(
+        f"{s}~{k}" for s in train_subjects for k in range(1, looks_per_subject))
+    look_index = {name: i for i, name in enumerate(looks)}
+
+    def look_of(seq):
+      return look_index[appearance_lib.look_name(
+          seq.subject, seq.action, seq.subaction,
+          looks_per_subject if seq.subject in train_subjects else 1)]
+
     view_index = {(s, c): i * len(cams) + j for i, s in enumerate(subjects)
                   for j, c in enumerate(cams)}
     splits = {}
@@ -465,16 +487,16 @@ class RenderSource:
                               ("test", test_subjects, test_frame_step)):
       seq_keeps = _load_sequences(motion, subs, actions, frame_step=step,
                                   procedural=options)
-      splits[split] = _split_arrays(seq_keeps, cams, subject_index,
+      splits[split] = _split_arrays(seq_keeps, cams, look_of,
                                     view_index, body_seed=body_seed,
                                     split=split)
 
-    # Per-subject looks, per-view intrinsics and rooms (device tables).
-    looks = [appearance_lib.subject_appearance(s, appearance_seed)
-             for s in subjects]
+    # The looks, per-view intrinsics and rooms (device tables).
+    dressed = [appearance_lib.subject_appearance(name, appearance_seed)
+               for name in looks]
     appearance = jax.tree.map(
         lambda *v: jnp.asarray(np.stack([np.asarray(x, np.float32)
-                                         for x in v])), *looks)
+                                         for x in v])), *dressed)
     focal, center, floors = [], [], []
     for s in subjects:
       for c in cams:
@@ -484,17 +506,19 @@ class RenderSource:
         floors.append(render.floor_from_extrinsics(
             *cameras_lib.extrinsics(cam)))
     floor = jax.tree.map(lambda *v: jnp.stack(v), *floors)
-    noise_std = jnp.asarray([float(l.noise_std) for l in looks], jnp.float32)
+    noise_std = jnp.asarray([float(l.noise_std) for l in dressed],
+                            jnp.float32)
     tables = (appearance, jnp.asarray(np.stack(focal)),
               jnp.asarray(np.stack(center)), floor, noise_std)
     # All splits in one set of device arrays (train first, so training
     # indices need no offset): renders of one batch size compile once.
     device = tuple(jnp.asarray(np.concatenate(
         [getattr(splits[name], field) for name in SPLITS]))
-                   for field in ("joints", "view", "subject_index", "pose"))
+                   for field in ("joints", "view", "look_index", "pose"))
 
     source = cls(
         pose_space=splits["train"].pose, splits=splits, subjects=subjects,
+        looks=looks,
         cameras=cams, image_size=image_size, crop=crop,
         supersample=supersample, margin=float(margin),
         pca_noise_std=float(pca_noise_std), pixel_noise=bool(pixel_noise),
@@ -540,12 +564,12 @@ class RenderSource:
     # and evaluation batches of one size share the renderer's compilation.
     local = np.asarray(idx, np.int64)
     first = sum(len(self.splits[s]) for s in SPLITS[:SPLITS.index(split)])
-    images = _render_u8_jit(jnp.asarray(local + first, jnp.int32),
-                            self._device[:3], self._tables,
-                            image_size=self.image_size,
-                            supersample=self.supersample, margin=self.margin,
-                            chunk=self.render_chunk)
-    std = self._tables[4][self._split(split).subject_index[local]]
+    images, _ = _render_u8_jit(jnp.asarray(local + first, jnp.int32),
+                               self._device[:3], self._tables,
+                               image_size=self.image_size,
+                               supersample=self.supersample,
+                               margin=self.margin, chunk=self.render_chunk)
+    std = self._tables[4][self._split(split).look_index[local]]
     key = jax.random.fold_in(jax.random.PRNGKey(self.appearance_seed),
                              SPLITS.index(split))
     return _eval_finish(images, jnp.asarray(local, jnp.int32), std, key,
@@ -556,7 +580,8 @@ class RenderSource:
     """The augmented training batch of ``step`` (pure in ``(seed, step)``).
 
     Returns ``{"image": float32 [B, crop, crop, 3], "pose": float32
-    [B, 17, 3] mm}`` as device arrays.
+    [B, 17, 3] mm, "pose_2d": float32 [B, 17, 2] crop pixels}`` as device
+    arrays.
     """
     batch_size = _check_int("batch_size", batch_size, 1)
     step = _check_int("step", step, 0)
@@ -564,17 +589,18 @@ class RenderSource:
     # Three jitted calls, all on the device (dispatched asynchronously): the
     # indices, the renderer (its compilation shared with evaluation batches
     # of the same size) and the augmentation.
-    joints, view, subj, pose = self._device
+    joints, view, look_idx, pose = self._device
     base = jax.random.PRNGKey(seed)
     epoch, offset = stream_position(step, batch_size, len(self))
     idx = _train_indices(base, jnp.int32(epoch), jnp.int32(offset),
                          batch_size=batch_size, num=len(self))
-    images = _render_u8_jit(idx, (joints, view, subj), self._tables,
-                            image_size=self.image_size,
-                            supersample=self.supersample, margin=self.margin,
-                            chunk=self.render_chunk)
+    images, joints_2d = _render_u8_jit(
+        idx, (joints, view, look_idx), self._tables,
+        image_size=self.image_size, supersample=self.supersample,
+        margin=self.margin, chunk=self.render_chunk)
     return _train_finish(
-        base, jnp.uint32(step), images, idx, pose, subj, self._tables[4],
+        base, jnp.uint32(step), images, joints_2d, idx, pose, look_idx,
+        self._tables[4],
         jnp.asarray(self.eigvals), jnp.asarray(self.eigvecs),
         jnp.float32(self.pca_noise_std), crop=self.crop,
         pixel_noise=self.pixel_noise)

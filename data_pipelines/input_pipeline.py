@@ -220,7 +220,15 @@ def _train_example(tf, example, elem_seed, crop: int, eigvals, eigvecs,
     image = image + shift  # broadcast over [crop, crop, 3]
   out = {"image": image, "pose": tf.cast(example["pose"], tf.float32)}
   out.update({k: example[k] for k in keys})
+  if "pose_2d" in out:  # into the crop's pixel frame
+    out["pose_2d"] = _shift_2d(tf, out["pose_2d"], x, y)
   return out
+
+
+def _shift_2d(tf, pose_2d, x0, y0):
+  """``pose_2d [..., 17, 2]`` (x, y) pixels of the stored image -> pixels of
+  the crop whose top-left corner is ``(x0, y0)``."""
+  return tf.cast(pose_2d, tf.float32) - tf.cast(tf.stack([x0, y0]), tf.float32)
 
 
 def _numeric_extras(ds, extra_keys: Sequence[str]) -> tuple[str, ...]:
@@ -296,7 +304,8 @@ def train_dataset(ds, *, batch_size: int, crop_size: int = 112, rgb_cov,
     start_step: skip this many batches (before augmentation, so cheaply);
       batch ``k`` of the result is batch ``start_step + k`` of a run from 0.
     extra_keys: numeric example fields to keep besides image and pose (e.g.
-      ``("frame", "camera")``).
+      ``("frame", "camera")``); ``"pose_2d"`` is moved into the crop's pixel
+      frame (minus the crop's top-left corner), the rest kept as they are.
 
   Returns:
     ``tf.data.Dataset`` of ``{"image": float32 [b, crop, crop, 3], "pose":
@@ -359,7 +368,8 @@ def eval_dataset(ds, *, batch_size: int, crop_size: int = 112,
     ds: ``tf.data.Dataset`` of example dicts (module docstring), finite.
     batch_size: GLOBAL batch size (``batch_size / process_count`` per host).
     crop_size: side of the central window, <= H, W.
-    label_keys: example fields kept as they are (strings stay strings).
+    label_keys: example fields kept as they are (strings stay strings);
+      ``"pose_2d"`` is moved into the crop's pixel frame.
     process_index, process_count: this host and the number of hosts.
     shard_input: False when ``ds`` is already this host's share; then
       ``num_examples`` (the total over all hosts) is needed for several hosts.
@@ -395,6 +405,8 @@ def eval_dataset(ds, *, batch_size: int, crop_size: int = 112,
     out = {"image": image, "pose": tf.cast(ex["pose"], tf.float32),
            "mask": tf.constant(True)}
     out.update({k: ex[k] for k in labels})
+    if "pose_2d" in out:  # into the crop's pixel frame
+      out["pose_2d"] = _shift_2d(tf, out["pose_2d"], x0, y0)
     return out
 
   ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -252,6 +252,7 @@ def render_sequence_examples(
     pixel_noise: bool = True,
     retarget: bool | None = None,
     lift_mm: float | None = None,
+    look: str | None = None,
 ) -> Iterator[dict]:
   """Renders a motion sequence through the Human3.6M rig, one dict per view.
 
@@ -283,6 +284,9 @@ def render_sequence_examples(
     retarget: see ``subject_world_joints`` (None: auto).
     lift_mm: height added to the joints before filming (None: auto, see
       ``filmed_world_joints``).
+    look: the name of the look to dress the subject in
+      (``appearance.subject_appearance``; ``appearance.look_name`` gives a
+      training subject's several looks); None: the subject's own.
 
   Returns:
     An iterator of example dicts (keys ``EXAMPLE_KEYS``).
@@ -300,6 +304,9 @@ def render_sequence_examples(
     raise ValueError(f"margin must be a number >= 0 (fraction of the joints' "
                      f"2D box), got {margin!r}.")
   subject = str(seq.subject)
+  if look is not None and (not isinstance(look, str) or not look):
+    raise ValueError(f"look must be None or a look's name such as 'S1~2', "
+                     f"got {look!r}.")
   rig = rig_subject(seq)
   world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
   if world.ndim != 3:
@@ -336,14 +343,14 @@ def render_sequence_examples(
     views.append((camera, cam, cam_joints))
   return _render_examples(seq, subject, views, keep, source_rows, crop_size,
                           appearance_seed, batch_size, float(margin),
-                          supersample, pixel_noise)
+                          supersample, pixel_noise, look or subject)
 
 
 def _render_examples(seq, subject, views, keep, source_rows, crop_size,
                      appearance_seed, batch_size, margin, supersample,
-                     pixel_noise) -> Iterator[dict]:
+                     pixel_noise, look_name) -> Iterator[dict]:
   """The generator behind ``render_sequence_examples`` (inputs checked)."""
-  look = appearance_lib.subject_appearance(subject, appearance_seed)
+  look = appearance_lib.subject_appearance(look_name, appearance_seed)
   noise_std = float(look.noise_std)
   seq_words = [appearance_seed, zlib.crc32(
       f"{subject}/{seq.action}/{int(seq.subaction)}".encode("utf-8"))]

@@ -79,6 +79,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from data_pipelines import appearance as appearance_lib
 from data_pipelines import h36m_motion
 from data_pipelines import input_pipeline
 from data_pipelines import npz_files
@@ -172,6 +173,9 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
       ``seed`` and its key).
     rig_subject: ``positions``: whose cameras film every sequence (None:
       each Human3.6M subject its own, others ``S9``'s).
+    looks_per_subject: outfits and builds per *training* subject
+      (``appearance.look_name``: each sequence wears one); 1: one look per
+      subject. Test subjects always keep their single look.
   """
   source: str = "procedural"
   train_subjects: tuple[str, ...] = TRAIN_SUBJECTS
@@ -193,11 +197,13 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
   placement: str = "auto"
   random_yaw: bool = False
   rig_subject: str | None = None
+  looks_per_subject: int = 1
 
 
 # Fields added after datasets were built: left out of the fingerprint while at
 # these defaults, so the datasets built before keep their names and caches.
-_ADDED_FIELDS = {"placement": "auto", "random_yaw": False, "rig_subject": None}
+_ADDED_FIELDS = {"placement": "auto", "random_yaw": False, "rig_subject": None,
+                 "looks_per_subject": 1}
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StructnetH36mConfig))
 _OPTION_NAMES = tuple(n for n in _FIELD_NAMES
                       if n not in _IDENTITY_FREE + ("version",))
@@ -309,7 +315,7 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
                          ("sequences_per_action", 1),
                          ("frames_per_sequence", 2), ("seed", 0),
                          ("body_seed", 0), ("appearance_seed", 0),
-                         ("supersample", 1)):
+                         ("supersample", 1), ("looks_per_subject", 1)):
     value = getattr(config, field)
     if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
         or value < minimum):
@@ -327,6 +333,10 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
     if not isinstance(getattr(config, field), (bool, np.bool_)):
       raise ValueError(f"config {config.name!r}: {field} must be True or "
                        f"False, got {getattr(config, field)!r}.")
+  if config.looks_per_subject > 1 and config.source == "h36m_release":
+    raise ValueError(f"config {config.name!r}: looks_per_subject dresses "
+                     "rendered people; the h36m_release videos are filmed "
+                     "people. Leave it at 1.")
   if config.placement not in position_motion.PLACEMENTS:
     raise ValueError(f"config {config.name!r}: placement must be one of "
                      f"{position_motion.PLACEMENTS}, got {config.placement!r}.")
@@ -644,7 +654,8 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         root, f"{cfg.name}-{self.version}-{_fingerprint(cfg, identity)[:12]}")
 
   def _render_kwargs(self, cfg):
-    return dict(cameras=cfg.cameras, crop_size=cfg.crop_size,
+    return dict(looks=(cfg.looks_per_subject, cfg.train_subjects),
+                cameras=cfg.cameras, crop_size=cfg.crop_size,
                 appearance_seed=cfg.appearance_seed, body_seed=cfg.body_seed,
                 batch_size=self._batch_size, margin=cfg.margin,
                 supersample=cfg.supersample, pixel_noise=cfg.pixel_noise)
@@ -811,10 +822,15 @@ def _bind(fn, *args, **kwargs) -> Callable[[], Iterable[dict]]:
 def _render_jobs(seqs: Iterable, render_kwargs: dict, *,
                  frame_step: int) -> list[_Job]:
   """One job per motion sequence: its examples from
-  ``synthesize.render_sequence_examples``."""
+  ``synthesize.render_sequence_examples``; ``render_kwargs["looks"]`` is
+  ``(looks_per_subject, training subjects)`` (``appearance.look_name``)."""
+  kwargs = dict(render_kwargs)
+  looks, train = kwargs.pop("looks")
   return [_Job(f"{s.subject}/{s.action}/{s.subaction}", s.subject,
                _bind(synthesize.render_sequence_examples, s,
-                     frame_step=frame_step, **render_kwargs))
+                     frame_step=frame_step, look=appearance_lib.look_name(
+                         s.subject, s.action, s.subaction,
+                         looks if s.subject in train else 1), **kwargs))
           for s in seqs]
 
 

@@ -7,7 +7,10 @@ things, whatever the data is:
   training poses saved with the dataset);
 * ``train_batch(step, batch_size, seed)``: the augmented batch of ``step``,
   a pure function of ``(seed, step)`` (so a resumed run is bit-identical),
-  ``{"image": float32 [B, crop, crop, 3] in [0, 1], "pose": [B, 17, 3] mm}``;
+  ``{"image": float32 [B, crop, crop, 3] in [0, 1], "pose": [B, 17, 3] mm}``
+  and, where the data has them, the 2D joints ``"pose_2d": [B, 17, 2]`` in
+  the crop's pixels (stage 1's joint detection needs them; ``blobs`` has
+  none);
 * ``eval_batches(batch_size, split)``: centre-cropped batches covering every
   example of ``split`` once, the last padded, with ``mask [B] bool`` and
   ``action [B] str``.
@@ -52,12 +55,13 @@ class TfdsSource:
     """Builds (or reuses) the dataset and opens it.
 
     Args:
-      dataset_config: ``"procedural"``, ``"h36m_motion"`` or
-        ``"h36m_release"`` (``tfds_builder.BUILDER_CONFIGS``).
+      dataset_config: ``"procedural"``, ``"h36m_motion"``, ``"positions"``
+        or ``"h36m_release"`` (``tfds_builder.BUILDER_CONFIGS``).
       data_dir: TFDS data directory (``~`` is expanded).
       crop: network input side, at most the dataset's crop size.
       pca_noise_std: colour-noise strength for training batches.
-      motion_path: the motion file or folder of ``h36m_motion``.
+      motion_path: the motion file or folder of ``h36m_motion``, the joint
+        positions ``.npz`` of ``positions``.
       manual_dir: the official release's folder for ``h36m_release``.
       **dataset_options: ``StructnetH36mConfig`` fields to override (e.g.
         ``frame_step=10``); the dataset then gets its own folder.
@@ -77,6 +81,10 @@ class TfdsSource:
     return cls(builder, np.asarray(pose_space, np.float32), int(crop),
                float(pca_noise_std))
 
+  def num_examples(self, split: str = "train") -> int:
+    """Examples in ``split`` (KeyError when the dataset has no such split)."""
+    return int(self.builder.info.splits[split].num_examples)
+
   def train_batch(self, step: int, batch_size: int, seed: int = 0
                   ) -> dict[str, np.ndarray]:
     """The training batch of ``step`` for this host (pure in ``(seed, step)``)."""
@@ -86,9 +94,10 @@ class TfdsSource:
       self._batch_fns[key] = input_pipeline.batch_fn_from_builder(
           self.builder, split="train", batch_size=int(batch_size),
           seed=int(seed), crop_size=self.crop,
-          pca_noise_std=self.pca_noise_std)
+          pca_noise_std=self.pca_noise_std, extra_keys=("pose_2d",))
     batch = self._batch_fns[key](step)
-    return {"image": batch["image"], "pose": batch["pose"]}
+    return {"image": batch["image"], "pose": batch["pose"],
+            "pose_2d": batch["pose_2d"]}
 
   def eval_batches(self, batch_size: int, split: str = "test"
                    ) -> Iterator[dict[str, np.ndarray]]:

@@ -4,7 +4,7 @@ Figure 3 plots the test MPJPE of StructNet-Avg(A) against the number A of
 top-scoring training poses averaged (A = 1 is StructNet-Max). ``mpjpe_vs_a``
 computes the whole curve with one top-k of depth max(A) per chunk of test
 images and a running sum over the sorted candidates (as
-``scoring._avg_of_top``); ``plot_mpjpe_vs_a`` draws it.
+``scoring.avg_of_top``); ``plot_mpjpe_vs_a`` draws it.
 
 Figure 4 (paper section 6) maps the learned embedding in 2-D: (a) the two
 image-embedding dimensions of highest variance over the training images, with
@@ -77,10 +77,8 @@ def default_a_values(num_candidates: int,
 @functools.partial(jax.jit, static_argnames=("a_values",))
 def _errors_from_top(top_idx, candidates, targets, a_values):
   """MPJPE ``[c, len(A)]`` of Avg(A) from sorted top indices ``[c, >= max A]``."""
-  running = jnp.cumsum(candidates[top_idx[:, :max(a_values)]], axis=1)
-  sel = jnp.asarray([a - 1 for a in a_values])
-  counts = jnp.asarray(a_values, running.dtype)[None, :, None, None]
-  avg = running[:, sel] / counts  # [c, len(A), 17, 3]
+  avg = scoring.avg_of_top(top_idx[:, :max(a_values)], candidates, a_values)
+  avg = jnp.stack([avg[a] for a in a_values], axis=1)  # [c, len(A), 17, 3]
   return metrics.mpjpe(avg, targets[:, None])
 
 

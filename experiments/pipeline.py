@@ -38,6 +38,7 @@ from structnet_jax import files
 from structnet_jax import learning_checks
 from structnet_jax import models
 from structnet_jax import scoring
+from structnet_jax import sharding
 from structnet_jax import trainer
 from structnet_jax import xla_cpu
 
@@ -50,6 +51,15 @@ EVAL_DIRNAME = "eval"
 _DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std")
 
 
+def _num_examples(source, split: str) -> int | None:
+  """Examples in ``split`` of ``source`` when it can tell (for progress)."""
+  count = getattr(source, "num_examples", None)
+  try:
+    return int(count(split)) if count else None
+  except (KeyError, ValueError):
+    return None
+
+
 def make_source(config):
   """The data source named by ``config.data.source``.
 
@@ -59,12 +69,13 @@ def make_source(config):
   from the official release) first when it is not there. ``"render"``: the
   same people rendered and augmented in JAX on the device at every step
   (``data_pipelines/device_source.py``; no TensorFlow, for accelerators),
-  from ``config.data.motion_path`` (an exp-map ``.npz`` or folder) or, when
-  that is empty, from procedural motion.
+  from ``config.data.motion_path`` (an exp-map ``.npz`` or folder, or a
+  joint-positions ``.npz``) or, when that is empty, from procedural motion.
   """
   d = config.data
   options = {k: d[k] for k in ("frame_step", "sequences_per_action",
-                               "frames_per_sequence") if d[k]}
+                               "frames_per_sequence", "looks_per_subject")
+             if d[k]}
   if d.actions:
     options["actions"] = _names(d.actions)
   for field in ("train_subjects", "test_subjects"):
@@ -84,6 +95,10 @@ def make_source(config):
         f"with a positions file), not to {d.source!r} / {d.tfds_config!r} "
         "data; leave them empty.")
   if d.source == "blobs":
+    if d.looks_per_subject > 1:
+      raise ValueError(
+          "config.data.looks_per_subject dresses rendered people (source "
+          "'tfds' or 'render'); the 'blobs' toy data has none. Leave it at 0.")
     if d.validation_subjects.strip():
       raise ValueError(
           "config.data.validation_subjects needs data with subjects (source "
@@ -214,6 +229,7 @@ class Run:
     "evaluate"`` on a workdir that has one, see the module docstring.
     """
     config_utils.check_config(config, default_config.get_config())
+    config_utils.check_values(config)
     os.makedirs(workdir, exist_ok=True)
     saved = os.path.join(workdir, "config.json")
     if mode == "evaluate" and os.path.exists(saved):
@@ -341,10 +357,13 @@ class Run:
     if self.trained_config is None and cfg.eval.check_images > 0:
       learned_md = self.learning_report(variables, split)["markdown"] + "\n"
     table = scoring.embed_candidate_poses(self.model, variables, candidates)
+    shard = bool(cfg.train.shard_pose_space)
     result = evaluate_lib.evaluate(
         self.model, variables,
         self.source.eval_batches(cfg.eval.batch_size, split), candidates,
         cfg.eval.avg_sizes, cfg.eval.top_k, table=table,
+        mesh=sharding.make_mesh() if shard else None, shard_candidates=shard,
+        num_examples=_num_examples(self.source, split),
         baselines=self._baselines(),
         apf_sizes=cfg.eval.apf_sizes,
         apf_key=jax.random.PRNGKey(cfg.seed),

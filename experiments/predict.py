@@ -33,6 +33,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from experiments import cli
 from experiments import pipeline
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
@@ -257,4 +258,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.one_line_errors(main), flags_parser=cli.parse_flags)

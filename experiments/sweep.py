@@ -37,6 +37,7 @@ from typing import Any, Sequence
 from absl import app
 from absl import flags
 
+from experiments import cli
 from structnet_jax import files
 
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file[:argument].")
@@ -224,4 +225,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.one_line_errors(main), flags_parser=cli.parse_flags)

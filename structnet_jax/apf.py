@@ -235,9 +235,6 @@ def _rodrigues(w: Array) -> Array:
   return jnp.eye(3, dtype=w.dtype) + a * k + b * (k @ k)
 
 
-_LATERAL_MASK = np.array(LATERAL)
-
-
 def _local_rotations(angles: Array, bones: tuple[int, ...]) -> Array:
   """Local rotations ``[..., n, 3, 3]`` of ``bones`` (n of them), angles ``[..., n, 2]``."""
   dtype = angles.dtype
@@ -359,11 +356,6 @@ def t_pose(bone_lengths) -> Array:
   lengths = jnp.asarray(check_bone_lengths(bone_lengths))
   return pose_from_angles(
       jnp.zeros(lengths.shape[:-1] + (NUM_BONES, NUM_ANGLES)), lengths)
-
-
-def refit(pose, bone_lengths) -> Array:
-  """``pose`` ``[..., 17, 3]`` with its bones rescaled to ``bone_lengths`` (same angles)."""
-  return pose_from_angles(angles_from_pose(pose), bone_lengths)
 
 
 # ----------------------------------------------------------------------------

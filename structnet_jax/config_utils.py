@@ -48,6 +48,88 @@ def check_config(config, reference) -> None:
         "name or add the field there.")
 
 
+# Allowed values of the numeric fields: (lowest, lowest included?, highest,
+# highest included?); highest None: unbounded. Checked when a run's config is loaded,
+# so a value that cannot work fails with its name before anything runs.
+_RANGES = {
+    "seed": (0, True, None, False),
+    "data.image_size": (1, True, None, False),
+    "data.pca_noise_std": (0, True, None, False),
+    "data.looks_per_subject": (0, True, None, False),
+    "model.image_size": (1, True, None, False),
+    "model.h1_width": (1, True, None, False),
+    "model.h2_width": (1, True, None, False),
+    "model.h3_width": (1, True, None, False),
+    "model.embed_dim": (1, True, None, False),
+    "model.pose_hidden": (1, True, None, False),
+    "model.dropout_rate": (0, True, 1, False),
+    "model.detection_grid": (0, True, None, False),
+    "loss.pose_weight": (0, True, None, False),
+    "loss.weight_decay": (0, True, None, False),
+    "loss.margin_unit_mm": (0, False, None, False),
+    "loss.detection_weight": (0, True, None, False),
+    "stage1.num_steps": (0, True, None, False),
+    "stage1.learning_rate": (0, False, None, False),
+    "stage1.momentum": (0, True, 1, False),
+    "stage2.num_steps": (0, True, None, False),
+    "stage2.num_candidates": (1, True, None, False),
+    "stage2.num_frequent": (0, True, None, False),
+    "stage2.learning_rate": (0, False, None, False),
+    "stage2.momentum": (0, True, 1, False),
+    "line_search.min_step": (0, False, None, False),
+    "line_search.num_coarse": (2, True, None, False),
+    "line_search.num_fine": (0, True, None, False),
+    "line_search.trial_batch_size": (0, True, None, False),
+    "train.batch_size": (1, True, None, False),
+    "train.log_every": (1, True, None, False),
+    "train.checkpoint_every": (1, True, None, False),
+    "eval.batch_size": (1, True, None, False),
+    "eval.top_k": (1, True, None, False),
+    "eval.check_images": (0, True, None, False),
+    "eval.figure3_max_a": (1, True, None, False),
+    "eval.figure4_num_images": (1, True, None, False),
+    "eval.apf_particles": (1, True, None, False),
+    "eval.apf_layers": (1, True, None, False),
+    "eval.apf_refine_steps": (0, True, None, False),
+    "eval.linkde_train_images": (1, True, None, False),
+    "eval.linkde_features": (1, True, None, False),
+    "eval.linkde_cell_size": (1, True, None, False),
+}
+
+
+def check_values(config) -> None:
+  """Raises ValueError naming every numeric field outside its range.
+
+  ``stage2.num_candidates=0`` or ``train.batch_size=-4`` would otherwise
+  train without a word or fail deep inside JAX.
+  """
+  given = flatten(config)
+  bad = []
+  for name, (lo, lo_in, hi, hi_in) in _RANGES.items():
+    if name not in given:
+      continue
+    value = given[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      bad.append(f"{name}={value!r} (must be a number)")
+      continue
+    below = value < lo or (value == lo and not lo_in)
+    above = hi is not None and (value > hi or (value == hi and not hi_in))
+    if value != value or below or above:  # value != value: NaN
+      low = ("[" if lo_in else "(") + str(lo)
+      high = "inf)" if hi is None else str(hi) + ("]" if hi_in else ")")
+      bad.append(f"{name}={value!r} (must be in {low}, {high})")
+  ls = (given.get("line_search.min_step"), given.get("line_search.max_step"))
+  if None not in ls and isinstance(ls[1], (int, float)) and ls[1] <= ls[0]:
+    bad.append(f"line_search.max_step={ls[1]!r} (must be above min_step="
+               f"{ls[0]!r})")
+  for a in given.get("eval.avg_sizes", ()) or ():
+    if not isinstance(a, int) or a < 1:
+      bad.append(f"eval.avg_sizes has {a!r} (every A must be an integer "
+                 ">= 1)")
+  if bad:
+    raise ValueError("config value(s) out of range: " + "; ".join(bad) + ".")
+
+
 def config_from_json(path: str, reference):
   """The run config saved as JSON (``<workdir>/config.json``), as a ConfigDict.
 

@@ -16,7 +16,9 @@ import numpy as np
 
 from structnet_jax import metrics
 from structnet_jax import models
+from structnet_jax import progress as progress_lib
 from structnet_jax import scoring
+from structnet_jax import sharded_scoring
 from structnet_jax import sharding
 
 
@@ -44,10 +46,11 @@ def _errors(pred, target):
 def evaluate(model: models.StructNet, variables: dict[str, Any],
              batches: Iterable[dict[str, Any]], candidates: np.ndarray,
              avg_sizes: Sequence[int] = (20, 500, 1500), top_k: int = 10,
-             table=None, mesh=None,
+             table=None, mesh=None, shard_candidates: bool = False,
              baselines: dict[str, Any] | None = None,
              apf_sizes: Sequence[int] = (), apf_key=None,
-             apf_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             apf_options: dict[str, Any] | None = None,
+             num_examples: int | None = None) -> dict[str, Any]:
   """Scores every test example against the candidate set.
 
   Besides StructNet-Max, -Avg(A) and -Pred, the mean training pose is
@@ -67,6 +70,10 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     mesh: optional device mesh: each batch's images are sharded over its
       ``data`` axis and the variables and table replicated (the batch size
       must divide by the device count).
+    shard_candidates: with ``mesh``, split the table and the candidates
+      along N over ``data`` instead (``sharded_scoring``: each device scores
+      its rows, an exact merge gives Max / Avg(A) / top-k), for candidate
+      sets too large to replicate; the images are then replicated.
     baselines: optional ``{name: predict(images [B, S, S, 3]) -> [B, 17, 3]
       mm}`` of other methods (e.g. LinKDE) run on the same batches.
     apf_sizes: the A of StructNet-Avg(A)-APF rows (each must be in
@@ -77,6 +84,8 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
       best-scoring pose (StructNet-Max, one of the top A).
     apf_key: PRNG key of the APF (default ``PRNGKey(0)``).
     apf_options: keyword arguments of ``apf.fit`` (particles, layers, ...).
+    num_examples: how many examples ``batches`` holds, for the progress
+      lines' percentage and ETA (None: counts only).
 
   Returns:
     ``{"actions": [M] str, "poses": [M, 17, 3], "predictions": {method: [M, 17,
@@ -87,10 +96,22 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
   avg_sizes = scoring.check_avg_sizes(avg_sizes, len(candidates))
   if table is None:
     table = scoring.embed_candidate_poses(model, variables, candidates)
-  predict = scoring.make_predictor(model, avg_sizes, top_k)
-  cands = jnp.asarray(candidates)
-  if mesh is not None:
-    variables, table, cands = sharding.replicate((variables, table, cands), mesh)
+  sharded = None
+  if shard_candidates:
+    if mesh is None:
+      raise ValueError("shard_candidates=True needs a mesh to shard over.")
+    sharded = sharded_scoring.shard_candidates(table, candidates, mesh)
+    predict_sharded = sharded_scoring.make_sharded_predictor(
+        model, mesh, avg_sizes, top_k)
+    variables = sharding.replicate(variables, mesh)
+    predict = lambda v, images, *_: predict_sharded(v, images, sharded)
+    cands = sharded.poses[:len(candidates)]
+  else:
+    predict = scoring.make_predictor(model, avg_sizes, top_k)
+    cands = jnp.asarray(candidates)
+    if mesh is not None:
+      variables, table, cands = sharding.replicate((variables, table, cands),
+                                                   mesh)
   mean_pose = candidates.mean(axis=0)
   baselines = dict(baselines or {})
   names = method_names(avg_sizes) + list(baselines)
@@ -102,10 +123,12 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
                      f"add {missing} to config.eval.avg_sizes.")
   keep = {"actions": [], "poses": [], "top_indices": [], "top_scores": [],
           "image_embeddings": [], "subjects": []}
+  progress = progress_lib.Progress(
+      "eval: " + ", ".join(["StructNet"] + list(baselines)), num_examples)
   for batch in batches:
     mask = np.asarray(batch["mask"], bool)
     images = batch["image"]
-    if mesh is not None:
+    if mesh is not None and sharded is None:
       images = sharding.shard_batch({"image": images}, mesh)["image"]
     out = jax.device_get(predict(variables, images, table, cands))
     gt = jnp.asarray(np.asarray(batch["pose"], np.float32))
@@ -124,6 +147,8 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     keep["top_indices"].append(out["top_indices"][mask])
     keep["top_scores"].append(out["top_scores"][mask])
     keep["image_embeddings"].append(out["image_embedding"][mask])
+    progress.update(int(mask.sum()))
+  progress.done()
   if not keep["poses"]:
     raise ValueError("the evaluation set is empty: no batches were given.")
   result = {k: np.concatenate(v) for k, v in keep.items()}
@@ -156,6 +181,9 @@ def _apf_rows(result, apf_sizes, key, options, chunk: int = 64):
     lengths[rows] = apf.subject_bone_lengths(result["poses"][rows])
   init = result["predictions"]["StructNet-Max"]
   rows = {}
+  progress = progress_lib.Progress(
+      f"eval: StructNet-Avg(A)-APF, A in {tuple(apf_sizes)}",
+      len(init) * len(apf_sizes), "poses")
   for a in apf_sizes:
     target = result["predictions"][f"StructNet-Avg({a})"]
     fitted = []
@@ -164,7 +192,9 @@ def _apf_rows(result, apf_sizes, key, options, chunk: int = 64):
       fitted.append(np.asarray(apf.fit(
           target[part], init[part], lengths[part],
           jax.random.fold_in(jax.random.fold_in(key, a), start), **options)))
+      progress.update(len(fitted[-1]))
     rows[f"StructNet-Avg({a})-APF"] = np.concatenate(fitted)
+  progress.done()
   return rows
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from structnet_jax import poses as poses_lib
+from structnet_jax import progress as progress_lib
 
 Array = jax.Array
 
@@ -734,9 +735,12 @@ class LinKDE:
             f"shape {candidates.shape}.")
     k_x, k_y = jax.random.split(key)
     model, stats, seen, image_hw = self, None, [], None
+    progress = progress_lib.Progress("LinKDE fit: HOG features", max_batches,
+                                     "batches")
     for i, batch in enumerate(batches):
       if max_batches is not None and i >= max_batches:
         break
+      progress.update()
       if "image" not in batch or "pose" not in batch:
         raise ValueError(
             f"{fn}: batch {i} has keys {sorted(batch)}; each batch needs "
@@ -783,6 +787,7 @@ class LinKDE:
         seen.append(np.asarray(poses, np.float32)[mask])
     if stats is None:
       raise ValueError(f"{fn}: the batch iterable was empty; nothing to fit.")
+    progress.done()
     if float(stats.count) < 1:
       raise ValueError(f"{fn}: every example was masked out; nothing to fit.")
     weights, bias = ridge_solve(stats, ridge)

@@ -1,4 +1,5 @@
-"""The costs of paper section 3.4-3.5: margin, most-violated pose, Eq. 6, 11, 12.
+"""The costs of paper section 3.4-3.5: margin, most-violated pose, Eq. 6, Eq. 11
+(``train.py`` adds them up with the weight term into Eq. 12).
 
 All poses are millimetres ``[..., 17, 3]``; the margin is expressed in score
 units as ``Delta = MPJPE / margin_unit_mm`` (Eq. 8 with a unit conversion), so

@@ -14,6 +14,8 @@ Network (defaults from the paper; every size comes from the config):
   h3 = ReLU(W3 [h1; h2] + b3)         [B, 1024]
   f_I(x) = h4 = ReLU(W4 h3 + b4)      [B, D]     image embedding (Eq. 2)
   f_P(x) = tanh(W7 h3 + b7)           [B, 51]    auxiliary pose head (Eq. 10)
+  detect(x) = W8 h3 + b8              [B, 17, G*G] joint-detection logits (stage
+                                                 1 only, [18]; detection_grid G > 0)
   pose y [N, 17, 3] mm
   f_J(y) = h6(h5(y_normalised))       [N, D]     pose embedding (Eq. 3)
   f_S(x, y) = <f_I(x), f_J(y)>                    score (Eq. 4)
@@ -259,6 +261,7 @@ class StructNet(nn.Module):
   pose_hidden: int = 1024
   pose_embedding: str = "two_layer"
   dropout_rate: float = 0.75
+  detection_grid: int = 0  # G: stage 1's joint-detection head ([18]); 0 = none
 
   @classmethod
   def from_config(cls, model_config) -> "StructNet":
@@ -299,6 +302,11 @@ class StructNet(nn.Module):
     self.h3 = nn.Dense(self.h3_width)
     self.h4 = nn.Dense(self.image_embed_dim)
     self.head = nn.Dense(POSE_DIM)  # W7, b7
+    if self.detection_grid < 0:
+      raise ValueError(f"config.model.detection_grid={self.detection_grid} "
+                       "must be >= 0 (0: no detection head).")
+    if self.detection_grid:
+      self.detect = nn.Dense(poses_lib.NUM_JOINTS * self.detection_grid**2)
     self.pose_embed = PoseEmbedding(self.pose_embedding, self.pose_hidden,
                                     self.embed_dim)
     self.dropout = nn.Dropout(self.dropout_rate)
@@ -357,6 +365,15 @@ class StructNet(nn.Module):
     """f_P from h3: ``[B, h3_width]`` -> normalised pose ``[B, 51]`` in (-1, 1)."""
     return jnp.tanh(self.head(h3))
 
+  def detect_hidden(self, h3: Array) -> Array:
+    """Joint-detection logits from h3: ``[B, h3_width]`` -> ``[B, 17, G * G]``
+    (``structnet_jax/detection.py``); needs ``detection_grid > 0``."""
+    if not self.detection_grid:
+      raise ValueError("this network has no detection head; set "
+                       "config.model.detection_grid > 0.")
+    return self.detect(h3).reshape(h3.shape[0], poses_lib.NUM_JOINTS,
+                                   self.detection_grid**2)
+
   def embed_image(self, images: Array, train: bool = False) -> Array:
     """f_I(x): images ``[B, H, W, 3]`` -> image embeddings ``[B, D]``."""
     return self.embed_hidden(self.hidden(*self.features(images), train=train))
@@ -379,6 +396,8 @@ class StructNet(nn.Module):
     """
     h3 = self.hidden(*self.features(images), train=train)
     scores = jnp.sum(self.embed_hidden(h3) * self.embed_pose(poses_mm), axis=-1)
+    if self.detection_grid:  # creates W8, b8 at init
+      self.detect_hidden(h3)
     return scores, self.denormalise_pose(self.predict_hidden(h3))
 
 
@@ -436,7 +455,8 @@ def weight_inner(a, b) -> Array:
 
 def fc_kernel_mask(params) -> Any:
   """A pytree of bools like ``params``: True at the fully-connected kernels
-  that ``weight_l2`` counts (W1..W7), False at biases and the conv trunk."""
+  that ``weight_l2`` counts (W1..W7, and W8 of the detection head), False at
+  biases and the conv trunk."""
   def leaf(path, _):
     keys = tuple(getattr(p, "key", str(p)) for p in path)
     return keys[-1] == "kernel" and not is_trunk_path(keys)
@@ -447,6 +467,7 @@ def weight_l2(params) -> Array:
   """Sum of squared Frobenius norms of the fully-connected weight matrices.
 
   Eq. 12's ``sum_j ||W_j||_F^2`` over W1..W7 (kernels of h1..h6 and the pose
-  head); biases and the conv trunk are not included.
+  head; W8 of the detection head when there is one); biases and the conv
+  trunk are not included.
   """
   return weight_inner(params, params)

@@ -102,9 +102,10 @@ def structnet_avg(scores: Array, candidates: Array, num_average: int) -> Array:
   return jnp.mean(candidates[idx], axis=1)
 
 
-def _avg_of_top(top_idx: Array, candidates: Array,
-                avg_sizes: Sequence[int]) -> dict[int, Array]:
-  """Avg(A) for several A from one sorted top-max(A) list, via a running sum."""
+def avg_of_top(top_idx: Array, candidates: Array,
+               avg_sizes: Sequence[int]) -> dict[int, Array]:
+  """Avg(A) for several A from one sorted top list ``[B, >= max(A)]`` of
+  candidate indices, via a running sum: ``{A: [B, 17, 3]}`` mm."""
   top_poses = candidates[top_idx]  # [B, Amax, 17, 3]
   running = jnp.cumsum(top_poses, axis=1)
   return {a: running[:, a - 1] / a for a in avg_sizes}
@@ -125,17 +126,12 @@ def make_predictor(model: models.StructNet, avg_sizes: Sequence[int] = (500,),
 
   @xla_cpu.network_jit
   def predict(variables, images, table, candidates):
-    h3 = model.apply(variables, images, method=_hidden_eval)
-    emb = model.apply(variables, h3, method=models.StructNet.embed_hidden)
-    pred = model.apply(
-        variables, model.apply(variables, h3,
-                               method=models.StructNet.predict_hidden),
-        method=models.StructNet.denormalise_pose)
+    emb, pred = image_side(model, variables, images)
     scores = score_images(emb, table)
     top_scores, top_idx = jax.lax.top_k(scores, depth)
     return {
         "max": candidates[top_idx[:, 0]],
-        "avg": _avg_of_top(top_idx, candidates, avg_sizes),
+        "avg": avg_of_top(top_idx, candidates, avg_sizes),
         "pred": pred,
         "top_indices": top_idx[:, :top_k],
         "top_scores": top_scores[:, :top_k],
@@ -161,6 +157,19 @@ def make_predictor(model: models.StructNet, avg_sizes: Sequence[int] = (500,),
     return predict(variables, images, table, candidates)
 
   return checked_predict
+
+
+def image_side(model: models.StructNet, variables, images: Array
+               ) -> tuple[Array, Array]:
+  """``(f_I [B, D], StructNet-Pred [B, 17, 3] mm)`` of images ``[B, H, W, 3]``
+  (dropout off), from one pass through the trunk and h1-h3."""
+  h3 = model.apply(variables, images, method=_hidden_eval)
+  emb = model.apply(variables, h3, method=models.StructNet.embed_hidden)
+  pred = model.apply(
+      variables, model.apply(variables, h3,
+                             method=models.StructNet.predict_hidden),
+      method=models.StructNet.denormalise_pose)
+  return emb, pred
 
 
 def _hidden_eval(module: models.StructNet, images):

@@ -60,6 +60,24 @@ def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
       batch)
 
 
+def row_sharding(mesh: Mesh) -> NamedSharding:
+  """Sharding of a table's rows (the pose space Y along N) over ``data``."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def shard_rows(table, mesh: Mesh) -> jax.Array:
+  """Places ``table [N, ...]`` on the mesh split along N (each device holds
+  ``N / d`` rows), for pose spaces too large to replicate."""
+  table = np.asarray(table)
+  n, d = table.shape[0], mesh.shape[DATA_AXIS]
+  if n % d:
+    raise ValueError(
+        f"the pose space has {n} poses, which do not split over the {d} "
+        f"devices of the mesh; keep a multiple of {d} poses (drop the last "
+        f"{n % d}) or set config.train.shard_pose_space=False.")
+  return jax.device_put(table, row_sharding(mesh))
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Places a pytree (params, train state, pose table) on every device."""
   return jax.device_put(tree, replicated(mesh))

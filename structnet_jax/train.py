@@ -7,7 +7,8 @@ Everything is a pure function of an explicit ``TrainState`` and a batch
   step = jit_step(make_pretrain_step(model, config), mesh)
   state, metrics = step(state, batch)
   state = start_max_margin(model, config, state, key)            # stage 2
-  step = jit_step(make_max_margin_step(model, config), mesh, pose_space=True)
+  step = jit_step(make_max_margin_step(model, config), mesh,
+                  with_pose_space=True)
   state, metrics = step(state, batch, pose_space)
 
 Stage 1 (section 5.3): the conv trunk, h1-h3 and the tanh pose head learn to
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from structnet_jax import detection
 from structnet_jax import line_search
 from structnet_jax import losses
 from structnet_jax import models
@@ -48,12 +50,14 @@ from structnet_jax import working_set
 from structnet_jax import xla_cpu
 
 Array = jax.Array
-PRETRAIN_LAYERS = ("trunk", "h1", "h2", "h3", "head")
+PRETRAIN_LAYERS = ("trunk", "h1", "h2", "h3", "head", "detect")
 # What the stage-2 line search minimises (config.line_search.objective):
 # Eq. 12 over the extended data (x, y, y_hat) with y_hat fixed (the paper),
 # or the structured hinge with y_hat re-solved at every trial step.
 LINE_SEARCH_OBJECTIVES = ("fixed_violators", "structured")
-OPTIMIZERS = ("line_search", "adam", "adamw", "momentum")
+OPTIMIZERS = ("line_search", "adam", "adamw", "rmsprop", "momentum")
+# Optimisers that apply Eq. 12's alpha as decoupled weight decay.
+DECOUPLED_DECAY = ("adamw", "rmsprop")
 
 
 @flax.struct.dataclass
@@ -113,6 +117,14 @@ def make_optimizer(config, stage: str) -> optax.GradientTransformationExtraArgs:
     tx = optax.adamw(section.learning_rate,
                      weight_decay=2.0 * config.loss.weight_decay,
                      mask=models.fc_kernel_mask)
+  elif section.optimizer == "rmsprop":
+    # Per-parameter scaling without momentum (the paper: momentum "always
+    # hinders convergence"), alpha as decoupled weight decay as in adamw.
+    tx = optax.chain(
+        optax.scale_by_rms(decay=0.9, eps=1e-8),
+        optax.add_decayed_weights(2.0 * config.loss.weight_decay,
+                                  mask=models.fc_kernel_mask),
+        optax.scale(-section.learning_rate))
   elif section.optimizer == "momentum":
     tx = optax.sgd(section.learning_rate, momentum=section.momentum)
   else:
@@ -124,8 +136,9 @@ def make_optimizer(config, stage: str) -> optax.GradientTransformationExtraArgs:
 
 def l2_in_cost(config, stage: str) -> float:
   """The alpha of Eq. 12's weight term inside the cost: ``loss.weight_decay``,
-  or 0 with ``adamw``, which applies it as decoupled weight decay."""
-  return 0.0 if config[stage].optimizer == "adamw" else float(
+  or 0 with ``adamw`` and ``rmsprop``, which apply it as decoupled weight
+  decay."""
+  return 0.0 if config[stage].optimizer in DECOUPLED_DECAY else float(
       config.loss.weight_decay)
 
 
@@ -136,10 +149,27 @@ def _line_search_metrics(opt_state) -> dict[str, Array]:
   return {}
 
 
-def _trainable(params, freeze_trunk: bool):
-  if not freeze_trunk:
-    return params
-  return {k: v for k, v in params.items() if k != "trunk"}
+def frozen_layers(config, params) -> tuple[str, ...]:
+  """The layers stage 2 keeps fixed: the conv trunk (``freeze_trunk``) and
+  those named in ``stage2.frozen_layers`` (comma-separated, e.g.
+  ``"h1,h2,h3,head"`` trains only the embeddings h4 and f_J)."""
+  named = tuple(n.strip() for n in str(config.stage2.frozen_layers).split(",")
+                if n.strip())
+  unknown = sorted(set(named) - set(params) - {"trunk"})
+  if unknown:
+    raise ValueError(
+        f"config.stage2.frozen_layers names {unknown}, which this network "
+        f"does not have; its layers are {sorted(params)}.")
+  frozen = tuple(sorted(set(named) | ({"trunk"} if
+                                      config.stage2.freeze_trunk else set())))
+  if not set(params) - set(frozen):
+    raise ValueError("config.stage2.frozen_layers leaves no layer to train "
+                     "in stage 2.")
+  return frozen
+
+
+def _trainable(params, frozen: tuple[str, ...]):
+  return {k: v for k, v in params.items() if k not in frozen}
 
 
 def _merge(params, trainable):
@@ -183,7 +213,7 @@ def start_max_margin(model: models.StructNet, config, pretrained: TrainState,
     fresh = models.init_variables(model, key, config.model.image_size)
     params = {**fresh["params"], "trunk": params["trunk"]}
   tx = make_optimizer(config, "stage2")
-  trainable = _trainable(params, config.stage2.freeze_trunk)
+  trainable = _trainable(params, frozen_layers(config, params))
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
       constants=pretrained.constants, opt_state=tx.init(trainable),
@@ -204,6 +234,37 @@ def pose_cost(model: models.StructNet, params, constants, c2: Array, c3: Array,
   pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
   target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
   return jnp.mean(losses.pose_regression_loss(pred, target))
+
+
+def pretrain_cost(model: models.StructNet, config, params, constants,
+                  c2: Array, c3: Array, batch, dropout_key: Array):
+  """Stage 1's cost without the weight term: mean Eq. 11, plus
+  ``loss.detection_weight`` times the mean joint-detection cross-entropy
+  (``detection.py``, the multi-task network of [18]) when the network has a
+  detection head (``model.detection_grid > 0``).
+
+  Args:
+    batch: ``{"image" [B, S, S, 3], "pose" [B, 17, 3] mm, "pose_2d" [B, 17,
+      2] crop pixels (needed for detection)}``.
+
+  Returns:
+    ``(cost [], {"pose_loss": [], "detection_loss": []})``.
+  """
+  variables = {"params": params, **constants}
+  h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
+                   rngs={"dropout": dropout_key})
+  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+  target = model.apply(variables, batch["pose"],
+                       method=models.StructNet.normalise_pose)
+  l_p = jnp.mean(losses.pose_regression_loss(pred, target))
+  if not model.detection_grid:
+    return l_p, {"pose_loss": l_p}
+  logits = model.apply(variables, h3, method=models.StructNet.detect_hidden)
+  targets = detection.joint_cells(batch["pose_2d"], batch["image"].shape[1],
+                                  model.detection_grid)
+  l_d = jnp.mean(detection.detection_loss(logits, targets))
+  return (l_p + config.loss.detection_weight * l_d,
+          {"pose_loss": l_p, "detection_loss": l_d})
 
 
 def max_margin_cost(model: models.StructNet, config, params, constants,
@@ -273,7 +334,10 @@ def _cost_along(model, params, constants, trainable, direction, c2, c3,
                        method=models.StructNet.preactivations)
   d1, d2 = model.apply({"params": _merge(params, direction), **constants},
                        c2, c3, method=models.StructNet.preactivations)
-  reg0 = models.weight_l2(trainable)
+  # A layer kept fixed (stage2.frozen_layers) does not move.
+  d1 = d1 if "h1" in direction else jnp.zeros_like(d1)
+  d2 = d2 if "h2" in direction else jnp.zeros_like(d2)
+  reg0 = models.weight_l2(base)
   reg1 = models.weight_inner(trainable, direction)
   reg2 = models.weight_l2(direction)
 
@@ -433,30 +497,39 @@ def _features(model, params, constants, images):
 
 def make_pretrain_step(model: models.StructNet, config) -> Callable:
   """Stage 1: ``step(state, batch) -> (state, metrics)`` on the cost
-  ``mean(Eq. 11) + alpha * sum ||W||^2`` over the regression path."""
+  ``mean(Eq. 11) [+ detection_weight * detection] + alpha * sum ||W||^2``
+  over the regression (and detection) path (``pretrain_cost``)."""
   tx = make_optimizer(config, "stage1")
   alpha = l2_in_cost(config, "stage1")
 
   def step(state: TrainState, batch):
+    if model.detection_grid and "pose_2d" not in batch:
+      raise ValueError(
+          "config.model.detection_grid > 0 trains stage 1 with joint "
+          "detection, which needs the 2D joints ('pose_2d') in every training "
+          f"batch; this source gives {sorted(batch)}. Use data.source=tfds "
+          "or render, or set config.model.detection_grid=0.")
     key, dropout_key = jax.random.split(state.key)
     images, poses = batch["image"], batch["pose"]
 
     def cost_and_features(params):
       c2, c3 = _features(model, params, state.constants, images)
-      used = {k: params[k] for k in PRETRAIN_LAYERS}
-      return (pose_cost(model, params, state.constants, c2, c3, poses,
-                        dropout_key) + alpha * models.weight_l2(used),
-              (c2, c3))
+      used = {k: params[k] for k in PRETRAIN_LAYERS if k in params}
+      value, terms = pretrain_cost(model, config, params, state.constants, c2,
+                                   c3, batch, dropout_key)
+      return value + alpha * models.weight_l2(used), (c2, c3, terms)
 
     def cost(params):
       return cost_and_features(params)[0]
 
-    (value, (c2, c3)), grads = jax.value_and_grad(
+    (value, (c2, c3, terms)), grads = jax.value_and_grad(
         cost_and_features, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                    value=value, grad=grads, value_fn=cost)
     params = optax.apply_updates(state.params, updates)
     metrics = {"cost": value, "grad_norm": optax.tree.norm(grads),
+               **({"detection_loss": terms["detection_loss"]}
+                  if "detection_loss" in terms else {}),
                **pose_fit_metrics(model, state.variables(),
                                   jax.lax.stop_gradient(c2),
                                   jax.lax.stop_gradient(c3), poses),
@@ -487,7 +560,7 @@ def make_max_margin_step(model: models.StructNet, config) -> Callable:
     key, dropout_key, cand_key = jax.random.split(state.key, 3)
     images, poses = batch["image"], batch["pose"]
     params = state.params
-    trainable = _trainable(params, s2.freeze_trunk)
+    trainable = _trainable(params, frozen_layers(config, params))
 
     # Candidate set Y_B and the most-violated pose of each example (Eq. 7),
     # with the current network and this step's dropout masks.
@@ -609,14 +682,19 @@ def make_heldout_probe(model: models.StructNet, config, stage: str
   return xla_cpu.network_jit(probe)
 
 
-def jit_step(step_fn: Callable, mesh, *, with_pose_space: bool = False):
+def jit_step(step_fn: Callable, mesh, *, with_pose_space: bool = False,
+             shard_pose_space: bool = False):
   """Jits a step for a mesh: state replicated, batch sharded over ``data``.
 
   The returned function takes ``(state, batch[, pose_space])``; the state is
-  donated. Compiled with the network's XLA options (``xla_cpu``).
+  donated. The pose space is replicated, or with ``shard_pose_space`` split
+  along N over ``data`` (``sharding.shard_rows``; the candidate draws
+  gather across devices). Compiled with the network's XLA options
+  (``xla_cpu``).
   """
   repl = sharding_lib.replicated(mesh)
   data = sharding_lib.data_sharding(mesh)
-  in_shardings = (repl, data) + ((repl,) if with_pose_space else ())
+  space = sharding_lib.row_sharding(mesh) if shard_pose_space else repl
+  in_shardings = (repl, data) + ((space,) if with_pose_space else ())
   return xla_cpu.network_jit(step_fn, in_shardings=in_shardings,
                              out_shardings=(repl, repl), donate_argnums=(0,))

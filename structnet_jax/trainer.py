@@ -23,7 +23,6 @@ from typing import Any, Callable
 from absl import logging
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from structnet_jax import checkpoints
 from structnet_jax import learning_checks
@@ -57,7 +56,8 @@ class MetricWriter:
 
 # The metrics a log line shows, in this order, when the step reports them.
 LOG_KEYS = ("cost", "cost_after", "heldout_cost_before", "heldout_cost_after",
-            "pose_loss_vs_mean", "margin_loss", "pose_loss", "step_size",
+            "pose_loss_vs_mean", "detection_loss", "margin_loss", "pose_loss",
+            "step_size",
             "violated_fraction", "violated_fraction_eval", "score_gap",
             "top_candidate_mpjpe_mm")
 
@@ -112,7 +112,7 @@ def run_stage(stage: str, state: train.TrainState, step_fn: Callable,
   mngr = checkpoints.manager(ckpt_dir)
   state = sharding_lib.replicate(state, mesh)
   if mngr.latest_step() is not None:
-    state = checkpoints.restore(mngr, state)
+    state, _ = checkpoints.restore_readable(mngr, state)
     logging.info("[%s] resumed from step %d (%s)", stage, int(state.step),
                  ckpt_dir)
   start = int(state.step)
@@ -209,10 +209,12 @@ def train_both_stages(model: models.StructNet, config, workdir: str,
         return state
   state = train.start_max_margin(model, config, jax.device_get(state),
                                  stage2_key)
-  pose_space_dev = sharding_lib.replicate(np.asarray(pose_space, np.float32),
-                                          mesh)
+  shard = bool(config.train.shard_pose_space)
+  space = np.asarray(pose_space, np.float32)
+  pose_space_dev = (sharding_lib.shard_rows(space, mesh) if shard else
+                    sharding_lib.replicate(space, mesh))
   step2 = train.jit_step(train.make_max_margin_step(model, config), mesh,
-                         with_pose_space=True)
+                         with_pose_space=True, shard_pose_space=shard)
   return run_stage("stage2", state, step2, lambda s: batch_fn(s + n1), n2,
                    ckpt_dir=stage2_dir, extra_args=(pose_space_dev,),
                    probe_fn=train.make_heldout_probe(model, config, "stage2"),
@@ -252,16 +254,17 @@ def pretrained_params(params: dict[str, Any], directory: str, config
     FileNotFoundError: no finished stage 1 there.
     ValueError: its layers have other shapes (another network size).
   """
-  step = _latest(directory)
   wanted = int(config.stage1.num_steps)
+  saved, step = None, _latest(directory)
+  if step is not None and step >= wanted:
+    mngr = checkpoints.manager(directory)
+    saved, step = checkpoints.restore_readable(mngr)
+    mngr.close()
   if step is None or step < wanted:
     raise FileNotFoundError(
-        f"no finished stage 1 in {directory} (latest checkpoint: {step}, need "
-        f"step {wanted}); train it first (--mode=train; with "
+        f"no finished stage 1 in {directory} (latest readable checkpoint: "
+        f"{step}, need step {wanted}); train it first (--mode=train; with "
         "config.stage1.init_from, train the run it names first).")
-  mngr = checkpoints.manager(directory)
-  saved = mngr.restore(step, args=ocp.args.StandardRestore())
-  mngr.close()
   out = dict(params)
   for layer in train.PRETRAIN_LAYERS:
     if layer not in params:
@@ -305,9 +308,17 @@ def load_final_variables(model: models.StructNet, config, workdir: str,
       model, config, train.init_train_state(model, config, init_key,
                                             pose_space), stage2_key)
   directory = os.path.join(workdir, "stage2")
-  if _latest(directory) is None:
+  newest = _latest(directory)
+  if newest is None:
     raise FileNotFoundError(
         f"no trained model in {workdir} (no checkpoint under {directory}); "
         "train first (mode=train) or point --workdir at a trained run.")
-  state = checkpoints.restore(checkpoints.manager(directory), like)
+  state, step = checkpoints.restore_readable(checkpoints.manager(directory),
+                                             like)
+  if step != newest:  # never evaluate an older model than the run trained
+    raise FileNotFoundError(
+        f"the newest stage-2 checkpoint of {workdir} (step {newest}) could "
+        f"not be read and was moved aside; the newest readable one is step "
+        f"{step}. Run --mode=train on this workdir to train again from "
+        "there, then evaluate.")
   return state.variables()

@@ -42,8 +42,9 @@ def test_shapes_and_dtypes(src):
   assert src.pose_space.shape == (N_TRAIN, 17, 3)
   assert src.pose_space.dtype == np.float32
   batch = src.train_batch(0, B, 0)
-  assert set(batch) == {"image", "pose"}
+  assert set(batch) == {"image", "pose", "pose_2d"}
   assert batch["image"].shape == (B, 28, 28, 3)
+  assert batch["pose_2d"].shape == (B, 17, 2)
   assert batch["image"].dtype == jnp.float32
   assert batch["pose"].shape == (B, 17, 3)
   assert batch["pose"].dtype == jnp.float32
@@ -158,9 +159,10 @@ def test_noise_paths_of_the_jitted_finishers():
   np.testing.assert_allclose(both[2], 100 / 255.0, rtol=1e-6)
   # Training: noise std per subject, pure in (key, step).
   pose = jnp.zeros((3, 17, 3))
-  args = (jax.random.PRNGKey(0), jnp.uint32(4), images, jnp.asarray([0, 1, 2]),
-          pose, jnp.asarray([0, 0, 1]), jnp.asarray([0.05, 0.0]),
-          jnp.ones(3), jnp.eye(3), jnp.float32(0.0))
+  joints_2d = jnp.full((3, 17, 2), 4.5)
+  args = (jax.random.PRNGKey(0), jnp.uint32(4), images, joints_2d,
+          jnp.asarray([0, 1, 2]), pose, jnp.asarray([0, 0, 1]),
+          jnp.asarray([0.05, 0.0]), jnp.ones(3), jnp.eye(3), jnp.float32(0.0))
   out = np.asarray(ds._train_finish(*args, crop=6, pixel_noise=True)["image"])
   again = np.asarray(ds._train_finish(*args, crop=6, pixel_noise=True)["image"])
   np.testing.assert_array_equal(out, again)
@@ -231,3 +233,44 @@ def test_bad_call_arguments(src):
     next(src.eval_batches(B, "validation"))
   with pytest.raises(ValueError, match="indices must be in"):
     src.full_images([N_TRAIN], "train")
+
+
+def test_training_subjects_wear_several_looks_like_synthesize():
+  """looks_per_subject=4: each training sequence wears the look that
+  appearance.look_name gives it (several per subject), test subjects their
+  own; the rendered crops equal synthesize's with the same look."""
+  from data_pipelines import appearance  # pylint: disable=g-import-not-at-top
+  options = dict(TINY, sequences_per_action=4)
+  src = ds.RenderSource.create("procedural", pixel_noise=False,
+                               looks_per_subject=4, **options)
+  assert src.looks[:3] == ("S1", "S5", "S9") and len(src.looks) == 3 + 2 * 3
+  seqs = pm.generate_motion(["S1", "S5", "S9"], ["walking"],
+                            sequences_per_action=4, frames_per_sequence=12,
+                            seed=0)
+  for split in ("train", "test"):
+    arrays = src.splits[split]
+    worn = [src.looks[i] for i in arrays.look_index]
+    want = [appearance.look_name(s, a, int(u), 4 if split == "train" else 1)
+            for s, a, u in zip(arrays.subject, arrays.action,
+                               arrays.subaction)]
+    assert worn == want
+  s1 = {w for w, s in zip((src.looks[i] for i in src.splits["train"].look_index),
+                          src.splits["train"].subject) if s == "S1"}
+  assert len(s1) >= 2, s1  # 4 sequences of S1 in more than one look
+  assert {src.looks[i] for i in src.splits["test"].look_index} == {"S9"}
+  # The first training sequence's crops against synthesize with its look.
+  seq = seqs[0]
+  look = appearance.look_name(seq.subject, seq.action, seq.subaction, 4)
+  examples = list(syn.render_sequence_examples(
+      seq, cameras=(1, 3), frame_step=4, crop_size=32, supersample=1,
+      pixel_noise=False, batch_size=4, look=look))
+  rows = np.flatnonzero((src.splits["train"].subject == seq.subject)
+                        & (src.splits["train"].subaction == seq.subaction))
+  assert len(rows) == len(examples)
+  got = src.full_images(rows, "train").astype(np.int32)
+  want = np.stack([e["image"] for e in examples]).astype(np.int32)
+  assert np.abs(got - want).max() <= 2 and np.mean(got != want) < 0.01
+  own = np.stack([e["image"] for e in syn.render_sequence_examples(
+      seq, cameras=(1, 3), frame_step=4, crop_size=32, supersample=1,
+      pixel_noise=False, batch_size=4)]).astype(np.int32)
+  assert (look == seq.subject) == (np.abs(own - want).max() <= 2)

@@ -202,10 +202,20 @@ def _check_predict(workdir):
   assert bad.returncode != 0 and "no such file" in bad.stderr
 
 
-def test_misspelt_config_field_is_refused(tmp_path):
+def test_misspelt_or_out_of_range_config_is_refused_in_one_line(tmp_path):
   run = _main(tmp_path, "--config.train.bach_size=3")
-  assert run.returncode != 0
-  assert "bach_size" in run.stderr
+  assert run.returncode == 1
+  assert "no such config field: bach_size" in run.stderr
+  assert 'Did you mean "batch_size"' in run.stderr
+  assert "Traceback" not in run.stderr
+  run = _main(tmp_path, "--config.train.batch_size=-4",
+              "--config.stage2.num_candidates=0")
+  assert run.returncode == 1 and "Traceback" not in run.stderr
+  assert "train.batch_size=-4 (must be in [1, inf))" in run.stderr
+  assert "stage2.num_candidates=0 (must be in [1, inf))" in run.stderr
+  assert not (tmp_path / "stage1").exists()  # refused before training
+  run = _main(tmp_path, "--config.train.batch_size=-4", "--traceback")
+  assert run.returncode != 0 and "Traceback" in run.stderr
 
 
 def test_render_source_trains_and_evaluates_on_device(tmp_path):

@@ -92,6 +92,28 @@ def test_random_crop_is_a_window_and_varies(examples):
   assert len(set(offsets)) > 10  # 24 draws from 17 x 17 positions
 
 
+def test_pose_2d_moves_with_the_crop(examples):
+  """The 2D joints of a training crop are the stored ones minus the window's
+  top-left corner, found by searching the source image (independent of the
+  pipeline's own offsets); evaluation's centre crop shifts them by its own
+  corner."""
+  ds = ip.train_dataset(as_ds(examples), batch_size=12, rgb_cov=COV,
+                        pca_noise_std=0.0, seed=2, process_index=0,
+                        process_count=1, extra_keys=("frame", "pose_2d"))
+  (b,) = batches(ds, 1)
+  for image, frame, pose_2d in zip(b["image"], b["frame"], b["pose_2d"]):
+    crop = np.round(image * 255).astype(np.uint8)
+    (y, x), = find_window(examples["image"][frame], crop)
+    np.testing.assert_allclose(pose_2d, examples["pose_2d"][frame] - [x, y],
+                               rtol=0, atol=1e-5)
+  ev = ip.eval_dataset(as_ds(examples), batch_size=8, process_index=0,
+                       process_count=1, label_keys=("frame", "pose_2d"))
+  (e,) = batches(ev, 1)
+  np.testing.assert_allclose(e["pose_2d"],
+                             examples["pose_2d"][e["frame"]] - [8, 8],
+                             rtol=0, atol=1e-5)
+
+
 def test_eval_centre_crop_every_example_once_with_mask():
   ex = make_examples(21)
   ds = ip.eval_dataset(as_ds(ex), batch_size=8, process_index=0,

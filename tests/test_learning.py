@@ -69,16 +69,23 @@ def test_structured_cost_matches_numpy_loop_and_its_line_along_it():
         params, rng, (0.0, 1e-2, 0.5))
 
 
-def test_structured_line_search_never_raises_the_structured_batch_cost():
+def _micro_stage2(**overrides):
+  """``(source, jitted stage-2 step, stage-2 start state)`` of the micro
+  config of tests/test_train.py with ``overrides``."""
   from tests.test_train import _micro_config, _source
-  config = _micro_config(**{"line_search.objective": "structured"})
+  config = _micro_config(**overrides)
   source = _source(config)
   model = models.StructNet.from_config(config.model)
   key = jax.random.PRNGKey(0)
   state = train.start_max_margin(
       model, config, train.init_train_state(model, config, key,
                                             source.pose_space), key)
-  step = jax.jit(train.make_max_margin_step(model, config))
+  return source, jax.jit(train.make_max_margin_step(model, config)), state
+
+
+def test_structured_line_search_never_raises_the_structured_batch_cost():
+  source, step, state = _micro_stage2(**{"line_search.objective":
+                                         "structured"})
   for s in range(3):
     state, m = step(state, source.train_batch(s, 16), source.pose_space)
     assert m["cost_after"] <= m["cost"] + 1e-6
@@ -122,6 +129,62 @@ def test_adamw_decays_fc_kernels_only_by_lr_times_two_alpha():
   assert train.l2_in_cost(config, "stage1") == 0.0
   config.stage2.optimizer = "line_search"
   assert train.l2_in_cost(config, "stage2") == pytest.approx(0.05)
+
+
+def test_rmsprop_matches_numpy_recursion_without_momentum():
+  """rmsprop: per-parameter RMS scaling of the gradient, no momentum, and
+  alpha as decoupled weight decay on the FC kernels only; checked against the
+  recursion nu = 0.9 nu + 0.1 g^2, dW = -lr (g / (sqrt(nu) + eps) + 2 alpha W)
+  written out in numpy, over steps whose gradients change sign (momentum
+  would carry the previous direction over)."""
+  config = default_config.get_config()
+  config.stage2.optimizer = "rmsprop"
+  config.stage2.learning_rate = 0.01
+  config.loss.weight_decay = 0.05
+  rng = np.random.default_rng(0)
+  params = {"h1": {"kernel": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+                   "bias": jnp.asarray(rng.normal(size=3), jnp.float32)}}
+  tx = train.make_optimizer(config, "stage2")
+  state = tx.init(params)
+  w = {k: np.asarray(v, np.float64) for k, v in params["h1"].items()}
+  nu = {k: np.zeros_like(v) for k, v in w.items()}
+  for sign in (1.0, -1.0, 1.0):
+    grads = {k: sign * (np.arange(v.size).reshape(v.shape) + 1.0) / 7.0
+             for k, v in w.items()}
+    updates, state = tx.update(
+        {"h1": {k: jnp.asarray(g, jnp.float32) for k, g in grads.items()}},
+        state, params)
+    params = optax.apply_updates(params, updates)
+    for k in w:
+      nu[k] = 0.9 * nu[k] + 0.1 * grads[k] ** 2
+      decay = 2 * 0.05 * w[k] if k == "kernel" else 0.0
+      w[k] = w[k] - 0.01 * (grads[k] / (np.sqrt(nu[k]) + 1e-8) + decay)
+    for k in w:
+      np.testing.assert_allclose(params["h1"][k], w[k], rtol=1e-5, atol=1e-6)
+  assert train.l2_in_cost(config, "stage2") == 0.0
+
+
+def test_frozen_fc_layers_stay_fixed_and_the_line_search_sees_them_fixed():
+  """stage2.frozen_layers: the named layers keep their stage-1 values through
+  stage-2 steps (AdamW and the line search), the others move (the line
+  search's cost along such a direction: test_scoring_and_losses)."""
+  for optimizer in ("adamw", "line_search"):
+    source, step, start = _micro_stage2(**{
+        "stage2.frozen_layers": "h1,h2,h3,head", "stage2.optimizer": optimizer})
+    state = start
+    for s in range(3):
+      state, _ = step(state, source.train_batch(s, 16), source.pose_space)
+    for layer in ("trunk", "h1", "h2", "h3", "head"):
+      jax.tree_util.tree_map(np.testing.assert_array_equal,
+                             start.params[layer], state.params[layer])
+    for layer in ("h4", "pose_embed"):
+      moved = jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                                     start.params[layer], state.params[layer])
+      assert max(jax.tree_util.tree_leaves(moved)) > 0, (optimizer, layer)
+  config = default_config.get_config()
+  config.stage2.frozen_layers = "h1,h9"
+  with pytest.raises(ValueError, match=r"frozen_layers names \['h9'\]"):
+    train.frozen_layers(config, {"trunk": 0, "h1": 0, "h4": 0})
 
 
 def test_margin_metrics_match_numpy_loop():

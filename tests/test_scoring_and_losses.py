@@ -183,8 +183,10 @@ def test_max_margin_cost_gradient_matches_finite_differences():
                           atol=1e-6, rtol=1e-5)
 
 
-def test_cost_along_direction_equals_cost_at_moved_params():
-  """The line search's shared-product cost along -grad vs the plain cost."""
+@pytest.mark.parametrize("frozen", [("trunk",), ("trunk", "h1", "h2", "h3")])
+def test_cost_along_direction_equals_cost_at_moved_params(frozen):
+  """The line search's shared-product cost along -grad vs the plain cost,
+  with the trunk fixed, and with h1-h3 fixed too (stage2.frozen_layers)."""
   from structnet_jax import train  # pylint: disable=g-import-not-at-top
   with jax.enable_x64(True):
     (config, model, params, constants, c2, c3, y, y_hat, margin,
@@ -196,14 +198,16 @@ def test_cost_along_direction_equals_cost_at_moved_params():
             y_hat, margin, key),
         lambda moved: train.max_margin_cost(model, config, moved, constants,
                                             c2, c3, y, y_hat, margin, key)[0],
-        params, rng, (0.0, 1e-3, 0.1, 2.0))
+        params, rng, (0.0, 1e-3, 0.1, 2.0), frozen=frozen)
 
 
-def assert_along_equals_moved(make_along, cost_at, params, rng, etas):
+def assert_along_equals_moved(make_along, cost_at, params, rng, etas,
+                              frozen=("trunk",)):
   """``make_along(trainable, direction)(eta)``, a cost along a random
-  direction of the non-trunk parameters, equals ``cost_at`` of the parameters
-  moved by ``-eta * direction``, for each ``eta`` (float64, rtol 1e-10)."""
-  trainable = {k: v for k, v in params.items() if k != "trunk"}
+  direction of the parameters not in ``frozen``, equals ``cost_at`` of the
+  parameters moved by ``-eta * direction``, for each ``eta`` (float64, rtol
+  1e-10)."""
+  trainable = {k: v for k, v in params.items() if k not in frozen}
   direction = jax.tree_util.tree_map(
       lambda a: jnp.asarray(rng.normal(size=a.shape)), trainable)
   along = make_along(trainable, direction)

@@ -12,6 +12,7 @@ from experiments.configs import default as default_config
 from experiments.configs import h36m_motion
 from experiments.configs import h36m_release
 from experiments.configs import paper
+from experiments.configs import positions
 from experiments.configs import tiny
 from structnet_jax import config_utils
 
@@ -113,11 +114,12 @@ def test_report_collects_cells_and_names_unfinished_runs(tmp_path):
 
 @pytest.mark.parametrize("get_config", [
     default_config.get_config, tiny.get_config, paper.get_config,
-    h36m_motion.get_config, h36m_release.get_config] + [
+    positions.get_config, h36m_motion.get_config, h36m_release.get_config] + [
         lambda m=m, v=v: m.get_config(v) for m in (h36m_motion, h36m_release)
         for v in h36m_motion.VARIANTS])
-def test_every_config_declares_only_known_fields(get_config):
+def test_every_config_declares_only_known_fields_in_range(get_config):
   config_utils.check_config(get_config(), default_config.get_config())
+  config_utils.check_values(get_config())
 
 
 def test_protocol_variants_halve_cpu_for_quick_and_hold_out_s8_for_val():

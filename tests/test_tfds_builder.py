@@ -342,6 +342,8 @@ def test_new_config_fields_keep_the_names_of_datasets_built_before():
       "h36m_motion_4f68ade889")
   assert tb.make_config("procedural", crop_size=64, random_yaw=True).name != (
       "procedural_2c67e57310")
+  assert tb.make_config("procedural", crop_size=64,
+                        looks_per_subject=4).name != "procedural_2c67e57310"
 
 
 def test_bad_positions_inputs_are_refused_before_anything_is_written(tmp_path):
@@ -431,3 +433,24 @@ def test_tfds_source_serves_the_built_dataset_to_the_trainer(built):
   with pytest.raises(ValueError, match="image_size=40"):
     tfds_source.TfdsSource.create("procedural", data_dir, crop=40,
                                   pca_noise_std=0.1, **SMALL)
+
+
+def test_looks_per_subject_dresses_training_sequences_only(monkeypatch):
+  from data_pipelines import appearance  # pylint: disable=g-import-not-at-top
+  worn = {}
+  monkeypatch.setattr(tb.synthesize, "render_sequence_examples",
+                      lambda seq, **kw: worn.setdefault(
+                          f"{seq.subject}/{seq.subaction}", kw["look"]))
+  seqs = pm.generate_motion(["S1", "S9"], ["walking"], sequences_per_action=6,
+                            frames_per_sequence=4, seed=0)
+  jobs = tb._render_jobs(seqs, dict(looks=(3, ("S1",)), cameras=(1,)),
+                         frame_step=1)
+  for job in jobs:
+    job.make()
+  for seq in seqs:
+    want = (appearance.look_name("S1", seq.action, seq.subaction, 3)
+            if seq.subject == "S1" else "S9")
+    assert worn[f"{seq.subject}/{seq.subaction}"] == want
+  assert len({worn[f"S1/{s.subaction}"] for s in seqs if s.subject == "S1"}) > 1
+  with pytest.raises(ValueError, match="looks_per_subject must be an integer"):
+    tb.make_config("procedural", looks_per_subject=0)

@@ -40,7 +40,7 @@ def _source(config, n=200):
                                  crop=config.model.image_size, seed=0)
 
 
-def _run(config, mesh, source, steps1, steps2):
+def _run(config, mesh, source, steps1, steps2, shard_pose_space=False):
   model = models.StructNet.from_config(config.model)
   key = jax.random.PRNGKey(0)
   state = train.init_train_state(model, config, key, source.pose_space)
@@ -53,8 +53,10 @@ def _run(config, mesh, source, steps1, steps2):
   state = train.start_max_margin(model, config, jax.device_get(state), key)
   state = sharding.replicate(state, mesh)
   step2 = train.jit_step(train.make_max_margin_step(model, config), mesh,
-                         with_pose_space=True)
-  space = sharding.replicate(source.pose_space, mesh)
+                         with_pose_space=True,
+                         shard_pose_space=shard_pose_space)
+  space = (sharding.shard_rows(source.pose_space, mesh) if shard_pose_space
+           else sharding.replicate(source.pose_space, mesh))
   history = []
   for s in range(steps2):
     batch = sharding.shard_batch(
@@ -64,19 +66,37 @@ def _run(config, mesh, source, steps1, steps2):
   return jax.device_get(state), history
 
 
+def assert_same_run(state_a, history_a, state_b, history_b):
+  """Two ``_run`` results agree: parameters (float32 tolerance), working
+  sets exactly, and the logged costs and step sizes."""
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
+      state_a.params, state_b.params)
+  np.testing.assert_array_equal(state_a.violation_counts,
+                                state_b.violation_counts)
+  for a, b in zip(history_a, history_b):
+    for key in ("cost", "step_size"):
+      if key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4)
+
+
+def _micro_trainer(**overrides):
+  """``(config, source, model, one-device mesh, batch_fn)`` for trainer runs
+  of the micro config with ``overrides``."""
+  config = _micro_config(**overrides)
+  source = _source(config)
+  return (config, source, models.StructNet.from_config(config.model),
+          sharding.make_mesh(jax.devices()[:1]),
+          lambda s: source.train_batch(s, config.train.batch_size))
+
+
 def test_eight_devices_match_one_device():
   assert jax.device_count() >= 8, "conftest.py asks XLA for 8 host devices"
   config = _micro_config()
   source = _source(config)
   one, h1 = _run(config, sharding.make_mesh(jax.devices()[:1]), source, 2, 3)
   eight, h8 = _run(config, sharding.make_mesh(jax.devices()[:8]), source, 2, 3)
-  jax.tree_util.tree_map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),
-      one.params, eight.params)
-  np.testing.assert_array_equal(one.violation_counts, eight.violation_counts)
-  for a, b in zip(h1, h8):
-    np.testing.assert_allclose(a["cost"], b["cost"], rtol=1e-4)
-    np.testing.assert_allclose(a["step_size"], b["step_size"], rtol=1e-4)
+  assert_same_run(one, h1, eight, h8)
   # The eval step, sharded over 8 devices, gives the one-device predictions.
   model = models.StructNet.from_config(config.model)
   variables = one.variables()
@@ -103,12 +123,9 @@ def test_max_margin_step_never_raises_the_batch_cost_and_counts_violations():
 
 
 def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
-  config = _micro_config(**{"stage1.num_steps": 3, "stage2.num_steps": 3,
-                            "train.checkpoint_every": 100})
-  source = _source(config)
-  model = models.StructNet.from_config(config.model)
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  fn = lambda s: source.train_batch(s, config.train.batch_size)
+  config, source, model, mesh, fn = _micro_trainer(**{
+      "stage1.num_steps": 3, "stage2.num_steps": 3,
+      "train.checkpoint_every": 100})
   full = trainer.train_both_stages(model, config, str(tmp_path / "a"), fn,
                                    source.pose_space, mesh)
   # Interrupted twice: inside stage 1, and inside stage 2.
@@ -126,6 +143,40 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
                          resumed.params)
   np.testing.assert_array_equal(full.violation_counts, resumed.violation_counts)
   np.testing.assert_array_equal(full.key, resumed.key)
+
+
+def test_unreadable_newest_checkpoint_is_moved_aside_and_retrained(
+    tmp_path, caplog):
+  """The newest stage-2 checkpoint overwritten with 100 random bytes per
+  file: evaluation refuses to use an older model, training resumes from the
+  newest readable step, keeps the damaged one aside, and ends where an
+  undamaged run ends."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  config, source, model, mesh, fn = _micro_trainer(**{
+      "stage1.num_steps": 2, "stage2.num_steps": 3,
+      "train.checkpoint_every": 1})
+  full = jax.device_get(trainer.train_both_stages(
+      model, config, str(tmp_path / "a"), fn, source.pose_space, mesh))
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  newest = tmp_path / "b" / "stage2" / "3"
+  rng = np.random.default_rng(0)
+  for path in newest.rglob("*"):
+    if path.is_file():
+      path.write_bytes(rng.bytes(100))
+  with pytest.raises(FileNotFoundError, match="step 3.*moved aside.*step 2"):
+    trainer.load_final_variables(model, config, str(tmp_path / "b"),
+                                 source.pose_space)
+  assert (tmp_path / "b" / "stage2" / "3.unreadable").is_dir()
+  assert "checkpoint step 3" in caplog.text and "cannot be read" in caplog.text
+  again = jax.device_get(trainer.train_both_stages(
+      model, config, str(tmp_path / "b"), fn, source.pose_space, mesh))
+  assert int(again.step) == 3
+  jax.tree_util.tree_map(np.testing.assert_array_equal, full.params,
+                         again.params)
+  variables = trainer.load_final_variables(model, config, str(tmp_path / "b"),
+                                           source.pose_space)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, full.params,
+                         jax.device_get(variables["params"]))
 
 
 def test_tiny_run_learns_poses_from_images(tmp_path):
@@ -183,6 +234,27 @@ def test_unknown_config_field_is_named():
   with pytest.raises(ValueError, match=r"train\.bach_size.*train\.batch_size"):
     config_utils.check_config(c, default_config.get_config())
   config_utils.check_config(tiny_config.get_config(), default_config.get_config())
+
+
+def test_out_of_range_config_values_are_named():
+  c = default_config.get_config()
+  c.stage2.num_candidates = 0
+  c.train.batch_size = -4
+  c.model.dropout_rate = 1.0
+  c.loss.margin_unit_mm = 0.0
+  c.line_search.max_step = 1e-8
+  c.eval.avg_sizes = (20, 0)
+  c.stage1.learning_rate = float("nan")
+  with pytest.raises(ValueError) as e:
+    config_utils.check_values(c)
+  for part in ("stage2.num_candidates=0 (must be in [1, inf))",
+               "train.batch_size=-4 (must be in [1, inf))",
+               "model.dropout_rate=1.0 (must be in [0, 1))",
+               "loss.margin_unit_mm=0.0 (must be in (0, inf))",
+               "line_search.max_step=1e-08 (must be above min_step=1e-07)",
+               "eval.avg_sizes has 0", "stage1.learning_rate=nan"):
+    assert part in str(e.value), part
+  config_utils.check_values(default_config.get_config())
 
 
 def test_batch_not_divisible_by_devices_is_refused():

@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.frame_step = 0            # keep every n-th frame
   c.data.sequences_per_action = 0  # procedural: clips per subject and action
   c.data.frames_per_sequence = 0   # procedural: frames per clip
+  # Looks (outfit and build) per training subject, one per sequence
+  # (appearance.look_name); test subjects keep their one look. 0 = 1.
+  c.data.looks_per_subject = 0
   c.data.actions = ""              # comma-separated action names; "" = all
   c.data.train_subjects = ""       # comma-separated; "" = S1,S5,S6,S7,S8; "none": no train split (positions)
   c.data.test_subjects = ""        # comma-separated; "" = S9,S11 (positions: every subject not in train)
@@ -75,19 +78,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.pose_hidden = 256
   c.model.pose_embedding = "two_layer"  # Table 3: raw|one_layer_random|one_layer|two_layer
   c.model.dropout_rate = 0.75
+  # Stage 1 as the multi-task network of the paper's [18]: pose regression
+  # plus body-joint detection, one detector per joint and cell of a G x G
+  # grid over the input crop, on h3 (structnet_jax/detection.py). 0: pose
+  # regression alone. Needs the 2D joints (data.source tfds or render).
+  c.model.detection_grid = 0
 
   # --- cost (Eq. 12) ------------------------------------------------------
   c.loss = ml_collections.ConfigDict()
   c.loss.pose_weight = 1.0         # lambda
   c.loss.weight_decay = 1e-4       # alpha
   c.loss.margin_unit_mm = 300.0    # Delta = MPJPE / margin_unit_mm (paper.py: 100)
+  c.loss.detection_weight = 1.0    # stage 1's detection term (model.detection_grid > 0)
 
   # --- stage 1: pose-regression pre-training of the trunk (section 5.3) ---
   c.stage1 = ml_collections.ConfigDict()
   c.stage1.num_steps = 1000
   c.stage1.init_from = ""          # another run's workdir: share its stage 1
-  c.stage1.optimizer = "adamw"     # adamw (alpha as decoupled weight decay) | adam (alpha inside Adam) | momentum | line_search
-  c.stage1.learning_rate = 1e-3    # adam / adamw / momentum
+  c.stage1.optimizer = "adamw"     # adamw (alpha as decoupled weight decay) | rmsprop (same, no momentum) | adam (alpha inside Adam) | momentum | line_search
+  c.stage1.learning_rate = 1e-3    # adam / adamw / rmsprop / momentum
   c.stage1.momentum = 0.9          # momentum
 
   # --- stage 2: max-margin training (Algorithm 1) --------------------------
@@ -96,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.stage2.num_candidates = 2000   # C uniform samples per batch
   c.stage2.num_frequent = 10       # K most frequently violated poses
   c.stage2.freeze_trunk = True     # conv layers fixed, augmentation stays on
+  # FC layers also kept as stage 1 left them, comma-separated (e.g.
+  # "h1,h2,h3,head": only the embeddings h4 and f_J learn the score).
+  c.stage2.frozen_layers = ""
   # The paper starts the FC layers from random weights (paper.py). On a CPU
   # budget, keeping the pre-trained h1-h3 and a margin of 1 per 300 mm learn
   # faster: on the procedural data, after the same 1500-step stage 1,
@@ -108,8 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
   # of this config it stopped stage 2 from improving on stage 1 and made the
   # pose head worse, while AdamW (alpha as decoupled weight decay) did not
   # (experiments/results/learning_study/).
-  c.stage2.optimizer = "adamw"     # line_search (the paper's) | adamw | adam | momentum
-  c.stage2.learning_rate = 1e-3    # adam / adamw / momentum
+  c.stage2.optimizer = "adamw"     # line_search (the paper's) | adamw | rmsprop | adam | momentum
+  c.stage2.learning_rate = 1e-3    # adam / adamw / rmsprop / momentum
   c.stage2.momentum = 0.9          # momentum
 
   # --- the line search (stage2.optimizer = "line_search") -------------------
@@ -128,6 +140,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 64          # paper: 128
   c.train.log_every = 50
   c.train.checkpoint_every = 500
+  # Split the pose space Y along N over the devices (stage 2's candidate
+  # draws, and the evaluation's table: structnet_jax/sharded_scoring.py)
+  # instead of replicating it: for motion collections of millions of poses.
+  c.train.shard_pose_space = False
 
   # --- evaluation -----------------------------------------------------------
   c.eval = ml_collections.ConfigDict()

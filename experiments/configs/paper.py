@@ -22,6 +22,7 @@ def get_config():
   for name in ("h1_width", "h2_width", "h3_width", "embed_dim", "pose_hidden"):
     c.model[name] = 1024
   c.stage2.reinit_fc = True
+  c.model.detection_grid = 8  # stage 1: regression + joint detection ([18])
   c.stage2.optimizer = "line_search"  # section 4 (default.py: adamw)
   c.loss.margin_unit_mm = 100.0
   c.stage1.num_steps = 3000

@@ -24,10 +24,6 @@ def get_config():
   c.model.embed_dim = 64
   c.model.pose_hidden = 64
   c.model.dropout_rate = 0.0
-  # At this size the max-margin stage learns far faster when it keeps the
-  # pre-trained FC layers and uses a margin of 1 per 300 mm (tests/test_train.py).
-  c.stage2.reinit_fc = False
-  c.loss.margin_unit_mm = 300.0
   c.stage1.num_steps = 300
   c.stage2.num_steps = 300
   c.stage2.num_candidates = 200

@@ -33,7 +33,8 @@ def get_sweep():
 
 
 def tables():
-  """The paper's tables this sweep fills: ``(title, method, [(run, label)])``."""
+  """The paper's tables this sweep fills: ``(title, method, [(run, label)][,
+  kind])``, kind ``"rows"`` (the default) or ``"merge"`` (experiments/sweep.py)."""
   return [
       ("Table 1 (with StructNet*-Max, lambda = 0)", "StructNet-Max",
        [(MAIN, None), ("lambda0", "StructNet*-Max (lambda = 0)")], "merge"),
