@@ -69,8 +69,11 @@ class NetSize:
                int(m.h3_width), float(m.dropout_rate))
 
   def config(self, base):
-    """``base`` (a ConfigDict) with this network's sizes."""
+    """``base`` (a ConfigDict) with this network's sizes, and no detection
+    head (PyTorch's twin is the regression network; the head is one Dense
+    layer on h3, a small part of the step)."""
     c = base.copy_and_resolve_references()
+    c.model.detection_grid = 0
     c.model.image_size = self.image_size
     c.model.conv_features = self.conv_features
     c.model.conv_kernel_sizes = self.conv_kernel_sizes

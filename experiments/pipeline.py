@@ -95,6 +95,11 @@ def make_source(config):
         f"with a positions file), not to {d.source!r} / {d.tfds_config!r} "
         "data; leave them empty.")
   if d.source == "blobs":
+    if config.model.detection_grid:
+      raise ValueError(
+          "config.model.detection_grid > 0 trains stage 1 with joint "
+          "detection, which needs 2D joints; the 'blobs' toy data has none. "
+          "Set --config.model.detection_grid=0.")
     if d.looks_per_subject > 1:
       raise ValueError(
           "config.data.looks_per_subject dresses rendered people (source "
@@ -553,7 +558,8 @@ def _summary_writer(workdir: str):
 
 def _write_eval_summaries(workdir: str, config, tables, figures) -> None:
   """Eval MPJPE / PA-MPJPE of every method (``eval/<metric>/<method>``), the
-  Figure 3 curve and the alignment statistic, at the last training step."""
+  Figure 3 curve and the alignment statistic, at the last training step; the
+  figures' PNGs as images (``figures/<name>``) and the config as text."""
   summaries = _summary_writer(workdir)
   if summaries is None:
     return
@@ -565,5 +571,12 @@ def _write_eval_summaries(workdir: str, config, tables, figures) -> None:
   summaries.scalars(step, values)
   for a, mpjpe in ((figures or {}).get("figure3") or {}).items():
     summaries.scalars(int(a), {"eval/figure3_mpjpe_vs_A": mpjpe})
+  for name in ("figure3", "figure4a", "figure4b", "figure4c", "figure4d"):
+    path = os.path.join(workdir, name + ".png")
+    if figures and os.path.exists(path):
+      with open(path, "rb") as f:
+        summaries.png(step, f"figures/{name}", f.read())
+  summaries.text(step, "config", "```json\n" + config.to_json_best_effort(
+      indent=2) + "\n```")
   summaries.close()
 

@@ -130,12 +130,18 @@ def check_values(config) -> None:
     raise ValueError("config value(s) out of range: " + "; ".join(bad) + ".")
 
 
+# Fields whose default changed after workdirs were written: a saved config
+# without the field was trained with this value, not today's default.
+_ABSENT_MEANS = {"model.detection_grid": 0}
+
+
 def config_from_json(path: str, reference):
   """The run config saved as JSON (``<workdir>/config.json``), as a ConfigDict.
 
   Every field of ``reference`` (the default config) not in the file keeps
-  its default, so a workdir written by an older version still loads; lists
-  become tuples where the default is a tuple.
+  its default, so a workdir written by an older version still loads (a
+  field whose default has changed since takes the value it had then,
+  ``_ABSENT_MEANS``); lists become tuples where the default is a tuple.
 
   Raises:
     FileNotFoundError: no such file (with what writes it).
@@ -147,6 +153,8 @@ def config_from_json(path: str, reference):
         "workdir when a run starts. Point --workdir at a trained run.")
   with open(path) as f:
     saved = flatten(json.load(f))
+  saved = {**{k: v for k, v in _ABSENT_MEANS.items() if k not in saved},
+           **saved}
   config = reference.copy_and_resolve_references()
   check_config(_unflatten(saved), reference)
   for name, value in saved.items():

@@ -1,4 +1,4 @@
-"""TensorBoard scalar summaries without TensorFlow.
+"""TensorBoard summaries (scalars, PNG images, text) without TensorFlow.
 
 Writes the event files TensorBoard reads (``events.out.tfevents.*``) with the
 ``tensorboard`` package's writer and protos, so summaries work on a GPU/TPU
@@ -6,6 +6,8 @@ host that has no TensorFlow (``pip install tensorboard`` is pure Python).
 
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
   writer.scalars(step, {"stage2/cost": 1.3, "stage2/step_size": 0.01})
+  writer.png(step, "figures/figure3", open("figure3.png", "rb").read())
+  writer.text(0, "config", "```json\n{...}\n```")
   writer.close()
 
 ``trainer.MetricWriter(workdir, extra_writers=[writer.stage_metrics])``
@@ -16,12 +18,15 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import time
 from typing import Mapping
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 class SummaryWriter:
-  """Appends scalar summaries to an event file in ``logdir``.
+  """Appends summaries to an event file in ``logdir``.
 
   Raises:
     ImportError: (at construction) when the ``tensorboard`` package is
@@ -45,11 +50,44 @@ class SummaryWriter:
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     """Writes ``{tag: value}`` at ``step``; non-finite values are skipped."""
-    summary = self._summary_pb2.Summary(value=[
+    self._add(step, *[
         self._summary_pb2.Summary.Value(tag=tag, simple_value=float(v))
         for tag, v in values.items() if math.isfinite(float(v))])
+
+  def png(self, step: int, tag: str, data: bytes) -> None:
+    """Writes a PNG file's bytes as the image summary ``tag`` at ``step``.
+
+    Raises:
+      ValueError: ``data`` is not a PNG.
+    """
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+      raise ValueError(f"image summary {tag!r}: the data is not a PNG file.")
+    width, height = struct.unpack(">II", data[16:24])
+    image = self._summary_pb2.Summary.Image(
+        height=height, width=width, encoded_image_string=bytes(data))
+    self._add(step, self._summary_pb2.Summary.Value(tag=tag, image=image))
+
+  def text(self, step: int, tag: str, markdown: str) -> None:
+    """Writes ``markdown`` as the text summary ``tag`` (TensorBoard's Text
+    tab) at ``step``."""
+    # pylint: disable=g-import-not-at-top
+    from tensorboard.compat.proto import tensor_pb2
+    from tensorboard.compat.proto import tensor_shape_pb2
+    from tensorboard.compat.proto import types_pb2
+    # pylint: enable=g-import-not-at-top
+    tensor = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, string_val=[markdown.encode("utf-8")],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]))
+    metadata = self._summary_pb2.SummaryMetadata(
+        plugin_data=self._summary_pb2.SummaryMetadata.PluginData(
+            plugin_name="text"))
+    self._add(step, self._summary_pb2.Summary.Value(
+        tag=tag, metadata=metadata, tensor=tensor))
+
+  def _add(self, step: int, *values) -> None:
     self._writer.add_event(self._event_pb2.Event(
-        step=int(step), summary=summary,
+        step=int(step), summary=self._summary_pb2.Summary(value=list(values)),
         wall_time=time.time()))
 
   def stage_metrics(self, stage: str, step: int,

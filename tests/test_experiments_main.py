@@ -63,6 +63,11 @@ def test_train_and_evaluate_then_resume(tmp_path):
       "stage2/violated_fraction_eval", "stage2/score_gap",
       "eval/mpjpe/StructNet-Max", "eval/alignment_fraction_30mm",
       "learning/stage2/train/alignment_30mm"}
+  # Figures 3 and 4 as images, and the run's config as text.
+  assert _tensorboard_tags(tmp_path / "tensorboard", "images") == {
+      "figures/figure3", "figures/figure4a", "figures/figure4b",
+      "figures/figure4c", "figures/figure4d"}
+  assert "config" in _tensorboard_tags(tmp_path / "tensorboard", "tensors")
   logged = (tmp_path / "metrics.jsonl").read_text().count("\n")
   saved_config = (tmp_path / "config.json").read_text()
   # Evaluating takes the network as trained; stage2.num_steps=7 is ignored.
@@ -158,13 +163,14 @@ def test_an_evaluation_only_dataset_cannot_be_trained_on(tmp_path):
     pipeline.make_source(config)
 
 
-def _tensorboard_tags(logdir):
-  """Scalar tags in the event files, read with TensorBoard's own reader."""
+def _tensorboard_tags(logdir, kind="scalars"):
+  """Tags of one kind ("scalars", "images", "tensors") in the event files,
+  read with TensorBoard's own reader."""
   tags = set()
   for name in os.listdir(logdir):
     acc = event_accumulator.EventAccumulator(os.path.join(logdir, name))
     acc.Reload()
-    tags |= set(acc.Tags()["scalars"])
+    tags |= set(acc.Tags()[kind])
   return tags
 
 

@@ -283,11 +283,18 @@ def test_validation_split_never_holds_test_subjects():
   with pytest.raises(ValueError, match="every training subject"):
     pipeline.validation_split(_data(validation_subjects="P1,P2",
                                     train_subjects="P1,P2"))
-  config = default_config.get_config()
-  config.data.source = "blobs"
-  config.data.validation_subjects = "S8"
-  with pytest.raises(ValueError, match="'blobs' toy data has none"):
-    pipeline.make_source(config)
+  # The blobs toy data has no subjects, 2D joints or looks.
+  for field, value, match in (
+      ("data.validation_subjects", "S8", "validation_subjects needs data"),
+      ("model.detection_grid", 8, "detection_grid > 0 trains stage 1"),
+      ("data.looks_per_subject", 4, "looks_per_subject dresses")):
+    config = default_config.get_config()
+    config.data.source = "blobs"
+    config.model.detection_grid = 0
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(ValueError, match=match):
+      pipeline.make_source(config)
 
 
 def test_checks_warn_for_a_stage1_at_the_mean_pose_and_a_flat_stage2():

@@ -236,6 +236,26 @@ def test_unknown_config_field_is_named():
   config_utils.check_config(tiny_config.get_config(), default_config.get_config())
 
 
+def test_a_saved_config_from_before_a_default_changed_loads_as_trained(
+    tmp_path):
+  """A workdir's config.json written before model.detection_grid existed
+  was trained without the detection head: it loads with 0, not today's
+  default; a field it does hold is kept."""
+  saved = default_config.get_config().to_dict()
+  del saved["model"]["detection_grid"]
+  saved["train"]["batch_size"] = 24
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(saved))
+  config = config_utils.config_from_json(str(path),
+                                         default_config.get_config())
+  assert config.model.detection_grid == 0
+  assert config.train.batch_size == 24
+  saved["model"]["detection_grid"] = 4
+  path.write_text(json.dumps(saved))
+  assert config_utils.config_from_json(
+      str(path), default_config.get_config()).model.detection_grid == 4
+
+
 def test_out_of_range_config_values_are_named():
   c = default_config.get_config()
   c.stage2.num_candidates = 0

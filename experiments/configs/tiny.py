@@ -24,6 +24,7 @@ def get_config():
   c.model.embed_dim = 64
   c.model.pose_hidden = 64
   c.model.dropout_rate = 0.0
+  c.model.detection_grid = 0  # blobs have no 2D joints to detect
   c.stage1.num_steps = 300
   c.stage2.num_steps = 300
   c.stage2.num_candidates = 200
