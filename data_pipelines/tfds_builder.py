@@ -176,6 +176,10 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
     looks_per_subject: outfits and builds per *training* subject
       (``appearance.look_name``: each sequence wears one); 1: one look per
       subject. Test subjects always keep their single look.
+    source_digest: ``positions``: a digest of the motion file's bytes, set
+      by ``build_dataset``, so two different files never share a dataset
+      (the Human3.6M motion is one file wherever it lives; a user's
+      positions files are each their own data).
   """
   source: str = "procedural"
   train_subjects: tuple[str, ...] = TRAIN_SUBJECTS
@@ -198,12 +202,13 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
   random_yaw: bool = False
   rig_subject: str | None = None
   looks_per_subject: int = 1
+  source_digest: str | None = None
 
 
 # Fields added after datasets were built: left out of the fingerprint while at
 # these defaults, so the datasets built before keep their names and caches.
 _ADDED_FIELDS = {"placement": "auto", "random_yaw": False, "rig_subject": None,
-                 "looks_per_subject": 1}
+                 "looks_per_subject": 1, "source_digest": None}
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(StructnetH36mConfig))
 _OPTION_NAMES = tuple(n for n in _FIELD_NAMES
                       if n not in _IDENTITY_FREE + ("version",))
@@ -471,6 +476,15 @@ def _load_examples(path: str) -> list[dict]:
         "camera_id": str(data["camera_id"][i]),
         "frame": int(data["frame"][i])})
   return out
+
+
+def _file_digest(path: str) -> str:
+  """First 16 hex digits of the SHA-1 of a file's bytes."""
+  digest = hashlib.sha1()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()[:16]
 
 
 def _source_identity(path: str) -> dict:
@@ -878,6 +892,11 @@ def build_dataset(name_or_config: str | StructnetH36mConfig = "procedural",
       problem and the fix; nothing is written then.
   """
   config = make_config(name_or_config, **config_options)
+  path = motion_path or config.motion_path
+  if config.source == "positions" and path and os.path.isfile(
+      os.path.expanduser(os.fspath(path))):
+    config = make_config(config, source_digest=_file_digest(
+        os.path.expanduser(os.fspath(path))))
   builder = StructnetH36m(
       config=config, data_dir=None if data_dir is None else os.fspath(
           os.path.expanduser(data_dir)),

@@ -318,6 +318,16 @@ def test_positions_config_renders_the_joints_as_given(tmp_path):
   assert {e["camera_id"] for e in p3} == {
       syn.cameras_lib.camera_for("S9", 0).id}
   assert tb.load_pose_space(builder).shape == (3, 17, 3)
+  # Another file with the same options is other data: its own dataset (the
+  # same joints with P3 renamed P4, which has another look).
+  other = tmp_path / "renamed.npz"
+  np.savez(other, **{k.replace("P3/", "P4/"): v for k, v in seqs.items()})
+  again = tb.build_dataset(
+      "positions", str(tmp_path / "tfds"), motion_path=str(other),
+      batch_size=BATCH, train_subjects=("S1",), cameras=(1,), crop_size=32,
+      supersample=1, frame_step=2)
+  assert again.builder_config.name != builder.builder_config.name
+  assert {e["subject"] for e in _read(again, "test").values()} == {"S9", "P4"}
 
 
 def test_positions_evaluation_only_dataset_has_a_test_split_alone(tmp_path):
