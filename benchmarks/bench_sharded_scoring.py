@@ -66,7 +66,7 @@ def main():
 
   rng = np.random.default_rng(0)
   # Filled shard by shard: the host never holds two copies of the table.
-  rows = sharding.row_sharding(mesh)
+  rows = sharding.data_sharding(mesh)
   pad = (-n) % args.devices
   per = (n + pad) // args.devices
   table = jax.make_array_from_callback(

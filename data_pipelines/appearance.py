@@ -241,21 +241,35 @@ def subject_appearance(subject_name: str, seed: int = 0) -> Appearance:
   return _assemble(body, room)
 
 
+def look_names(subject: str, looks_per_subject: int) -> tuple[str, ...]:
+  """The L looks (``subject_appearance`` names) a subject owns: its own,
+  ``subject``, then ``"{subject}~1"`` ... ``"{subject}~{L-1}"``."""
+  return (subject,) + tuple(f"{subject}~{k}"
+                            for k in range(1, int(looks_per_subject)))
+
+
 def look_name(subject: str, action: str, subaction, looks_per_subject: int
               ) -> str:
   """The look (``subject_appearance`` name) one sequence is filmed in.
 
-  With ``looks_per_subject = L > 1`` a subject owns L outfits and bodies:
-  its own look (``subject``) and ``"{subject}~1"`` ... ``"{subject}~{L-1}"``;
-  each sequence wears one of them, chosen by a hash of its key
-  ``"{subject}/{action}/{subaction}"`` (so every camera and frame of it, and
-  the TFDS dataset and the on-device source, agree). ``L = 1``: the
+  With ``looks_per_subject = L > 1`` a subject owns L outfits and bodies
+  (``look_names``); each sequence wears one of them, chosen by a hash of its
+  key ``"{subject}/{action}/{subaction}"`` (so every camera and frame of it,
+  and the TFDS dataset and the on-device source, agree). ``L = 1``: the
   subject's own look.
   """
   if looks_per_subject <= 1:
     return subject
   k = _name_seed(f"{subject}/{action}/{subaction}") % int(looks_per_subject)
-  return subject if k == 0 else f"{subject}~{k}"
+  return look_names(subject, looks_per_subject)[k]
+
+
+def sequence_look(seq, looks_per_subject: int, train_subjects) -> str:
+  """The look of motion sequence ``seq`` (``.subject .action .subaction``):
+  ``look_name`` with ``looks_per_subject`` for a training subject, its own
+  look for any other (test subjects keep their one look)."""
+  return look_name(seq.subject, seq.action, seq.subaction,
+                   looks_per_subject if seq.subject in train_subjects else 1)
 
 
 def check_appearance(appearance: Appearance, name: str = "appearance") -> int:

@@ -142,6 +142,10 @@ class BlobSource:
   def train_poses(self) -> np.ndarray:
     return self.pose_space
 
+  def num_examples(self, split: str = "test") -> int:
+    """Examples ``eval_batches(..., split)`` yields."""
+    return len(self.test_poses if split == "test" else self.pose_space)
+
   def action_names(self, ids) -> list[str]:
     return [ACTIONS[int(i)] for i in ids]
 

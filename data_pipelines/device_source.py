@@ -472,13 +472,13 @@ class RenderSource:
     rigs = {s: position_motion.rig_subject_for(s, rig_subject) if positions
             else s for s in subjects}
     looks = tuple(subjects) + tuple(
-        f"{s}~{k}" for s in train_subjects for k in range(1, looks_per_subject))
+        name for s in train_subjects
+        for name in appearance_lib.look_names(s, looks_per_subject)[1:])
     look_index = {name: i for i, name in enumerate(looks)}
 
     def look_of(seq):
-      return look_index[appearance_lib.look_name(
-          seq.subject, seq.action, seq.subaction,
-          looks_per_subject if seq.subject in train_subjects else 1)]
+      return look_index[appearance_lib.sequence_look(seq, looks_per_subject,
+                                                     train_subjects)]
 
     view_index = {(s, c): i * len(cams) + j for i, s in enumerate(subjects)
                   for j, c in enumerate(cams)}

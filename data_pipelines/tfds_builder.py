@@ -667,12 +667,16 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
     self._cache_path = os.path.join(
         root, f"{cfg.name}-{self.version}-{_fingerprint(cfg, identity)[:12]}")
 
-  def _render_kwargs(self, cfg):
-    return dict(looks=(cfg.looks_per_subject, cfg.train_subjects),
-                cameras=cfg.cameras, crop_size=cfg.crop_size,
-                appearance_seed=cfg.appearance_seed, body_seed=cfg.body_seed,
-                batch_size=self._batch_size, margin=cfg.margin,
-                supersample=cfg.supersample, pixel_noise=cfg.pixel_noise)
+  def _jobs_for(self, seqs, cfg, *, frame_step: int) -> list[_Job]:
+    """``_render_jobs`` of ``seqs`` with ``cfg``'s rendering options."""
+    return _render_jobs(
+        seqs, dict(cameras=cfg.cameras, crop_size=cfg.crop_size,
+                   appearance_seed=cfg.appearance_seed,
+                   body_seed=cfg.body_seed, batch_size=self._batch_size,
+                   margin=cfg.margin, supersample=cfg.supersample,
+                   pixel_noise=cfg.pixel_noise),
+        frame_step=frame_step, looks_per_subject=cfg.looks_per_subject,
+        train_subjects=cfg.train_subjects)
 
   def _procedural_jobs(self, cfg) -> list[_Job]:
     subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
@@ -680,8 +684,7 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         subjects, cfg.actions, sequences_per_action=cfg.sequences_per_action,
         frames_per_sequence=cfg.frames_per_sequence, fps=cfg.fps,
         seed=cfg.seed, body_seed=cfg.body_seed)
-    return _render_jobs(seqs, self._render_kwargs(cfg),
-                        frame_step=cfg.frame_step)
+    return self._jobs_for(seqs, cfg, frame_step=cfg.frame_step)
 
   def _motion_jobs(self, cfg):
     path = self._motion_path or cfg.motion_path
@@ -709,7 +712,7 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
       wanted = {a.lower() for a in cfg.actions}
       seqs = {k: s for k, s in seqs.items() if s.action in wanted}
     # Loaded sub-sampled already: every loaded frame is rendered.
-    return (_render_jobs(seqs.values(), self._render_kwargs(cfg), frame_step=1),
+    return (self._jobs_for(seqs.values(), cfg, frame_step=1),
             _source_identity(path))
 
   def _positions_jobs(self, cfg):
@@ -738,7 +741,7 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         placement=cfg.placement, random_yaw=bool(cfg.random_yaw),
         seed=cfg.seed, cameras=cfg.cameras, rig_subject=cfg.rig_subject)
     # Loaded sub-sampled already: every loaded frame is rendered.
-    return (_render_jobs(seqs.values(), self._render_kwargs(cfg), frame_step=1),
+    return (self._jobs_for(seqs.values(), cfg, frame_step=1),
             _source_identity(path))
 
   def _release_jobs(self, cfg, manual_dir: str):
@@ -833,18 +836,17 @@ def _bind(fn, *args, **kwargs) -> Callable[[], Iterable[dict]]:
   return lambda: fn(*args, **kwargs)
 
 
-def _render_jobs(seqs: Iterable, render_kwargs: dict, *,
-                 frame_step: int) -> list[_Job]:
+def _render_jobs(seqs: Iterable, render_kwargs: dict, *, frame_step: int,
+                 looks_per_subject: int = 1,
+                 train_subjects: Sequence[str] = ()) -> list[_Job]:
   """One job per motion sequence: its examples from
-  ``synthesize.render_sequence_examples``; ``render_kwargs["looks"]`` is
-  ``(looks_per_subject, training subjects)`` (``appearance.look_name``)."""
-  kwargs = dict(render_kwargs)
-  looks, train = kwargs.pop("looks")
+  ``synthesize.render_sequence_examples``, each sequence in its look
+  (``appearance.sequence_look``)."""
   return [_Job(f"{s.subject}/{s.action}/{s.subaction}", s.subject,
                _bind(synthesize.render_sequence_examples, s,
-                     frame_step=frame_step, look=appearance_lib.look_name(
-                         s.subject, s.action, s.subaction,
-                         looks if s.subject in train else 1), **kwargs))
+                     frame_step=frame_step, look=appearance_lib.sequence_look(
+                         s, looks_per_subject, train_subjects),
+                     **render_kwargs))
           for s in seqs]
 
 
@@ -893,10 +895,9 @@ def build_dataset(name_or_config: str | StructnetH36mConfig = "procedural",
   """
   config = make_config(name_or_config, **config_options)
   path = motion_path or config.motion_path
-  if config.source == "positions" and path and os.path.isfile(
-      os.path.expanduser(os.fspath(path))):
-    config = make_config(config, source_digest=_file_digest(
-        os.path.expanduser(os.fspath(path))))
+  path = path and os.path.expanduser(os.fspath(path))
+  if config.source == "positions" and path and os.path.isfile(path):
+    config = make_config(config, source_digest=_file_digest(path))
   builder = StructnetH36m(
       config=config, data_dir=None if data_dir is None else os.fspath(
           os.path.expanduser(data_dir)),

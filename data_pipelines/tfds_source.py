@@ -1,6 +1,6 @@
 """A training/evaluation source over a ``structnet_h36m`` TFDS dataset.
 
-The experiments layer (``experiments/pipeline.py``) asks a source for three
+The experiments layer (``experiments/pipeline.py``) asks a source for four
 things, whatever the data is:
 
 * ``pose_space``: the candidate pose space Y, ``[N, 17, 3]`` float32 mm (the
@@ -13,7 +13,9 @@ things, whatever the data is:
   none);
 * ``eval_batches(batch_size, split)``: centre-cropped batches covering every
   example of ``split`` once, the last padded, with ``mask [B] bool`` and
-  ``action [B] str``.
+  ``action [B] str``;
+* ``num_examples(split)``: how many examples ``eval_batches`` covers (for
+  the evaluation's progress lines).
 
 ``TfdsSource`` serves them from the dataset written by
 ``tfds_builder.build_dataset`` (building it first when it is not there), with
@@ -82,8 +84,14 @@ class TfdsSource:
                float(pca_noise_std))
 
   def num_examples(self, split: str = "train") -> int:
-    """Examples in ``split`` (KeyError when the dataset has no such split)."""
+    """Examples in ``split``."""
+    self._check_split(split)
     return int(self.builder.info.splits[split].num_examples)
+
+  def _check_split(self, split: str) -> None:
+    if split not in self.builder.info.splits:
+      raise ValueError(f"split {split!r} is not in the dataset; it has "
+                       f"{sorted(self.builder.info.splits)}.")
 
   def train_batch(self, step: int, batch_size: int, seed: int = 0
                   ) -> dict[str, np.ndarray]:
@@ -103,9 +111,7 @@ class TfdsSource:
                    ) -> Iterator[dict[str, np.ndarray]]:
     """Every example of ``split`` once, centre-cropped, padded and masked."""
     from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
-    if split not in self.builder.info.splits:
-      raise ValueError(f"split {split!r} is not in the dataset; it has "
-                       f"{sorted(self.builder.info.splits)}.")
+    self._check_split(split)
     ds = input_pipeline.eval_dataset_from_builder(
         self.builder, split=split, batch_size=int(batch_size),
         crop_size=self.crop)

@@ -51,15 +51,6 @@ EVAL_DIRNAME = "eval"
 _DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std")
 
 
-def _num_examples(source, split: str) -> int | None:
-  """Examples in ``split`` of ``source`` when it can tell (for progress)."""
-  count = getattr(source, "num_examples", None)
-  try:
-    return int(count(split)) if count else None
-  except (KeyError, ValueError):
-    return None
-
-
 def make_source(config):
   """The data source named by ``config.data.source``.
 
@@ -368,7 +359,7 @@ class Run:
         self.source.eval_batches(cfg.eval.batch_size, split), candidates,
         cfg.eval.avg_sizes, cfg.eval.top_k, table=table,
         mesh=sharding.make_mesh() if shard else None, shard_candidates=shard,
-        num_examples=_num_examples(self.source, split),
+        num_examples=self.source.num_examples(split),
         baselines=self._baselines(),
         apf_sizes=cfg.eval.apf_sizes,
         apf_key=jax.random.PRNGKey(cfg.seed),

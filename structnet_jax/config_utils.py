@@ -49,8 +49,9 @@ def check_config(config, reference) -> None:
 
 
 # Allowed values of the numeric fields: (lowest, lowest included?, highest,
-# highest included?); highest None: unbounded. Checked when a run's config is loaded,
-# so a value that cannot work fails with its name before anything runs.
+# highest included?); highest None: unbounded. Checked when a run's config
+# is loaded, so a value that cannot work fails with its name before anything
+# runs.
 _RANGES = {
     "seed": (0, True, None, False),
     "data.image_size": (1, True, None, False),

@@ -139,11 +139,8 @@ def make_predictor(model: models.StructNet, avg_sizes: Sequence[int] = (500,),
     }
 
   def checked_predict(variables, images, table, candidates):
-    images = jnp.asarray(images)
+    images = check_images(images)
     candidates = jnp.asarray(candidates)
-    if images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(
-          f"images must be [B, H, W, 3], got shape {tuple(images.shape)}.")
     n = table.shape[0]
     if n == 0:
       raise ValueError("the candidate table is empty (N=0).")
@@ -151,12 +148,28 @@ def make_predictor(model: models.StructNet, avg_sizes: Sequence[int] = (500,),
       raise ValueError(
           f"the candidate table has {n} rows but {candidates.shape[0]} "
           "candidate poses were given; embed the same set you score against.")
-    check_avg_sizes(avg_sizes, n)
-    if depth > n:
-      raise ValueError(f"top_k={top_k} exceeds the candidate count N={n}.")
+    check_depths(n, avg_sizes, top_k)
     return predict(variables, images, table, candidates)
 
   return checked_predict
+
+
+def check_images(images) -> Array:
+  """A predictor's images, checked to be ``[B, H, W, 3]`` (host side)."""
+  images = jnp.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(
+        f"images must be [B, H, W, 3], got shape {tuple(images.shape)}.")
+  return images
+
+
+def check_depths(num_candidates: int, avg_sizes: Sequence[int],
+                 top_k: int) -> None:
+  """Every A of Avg(A) and ``top_k`` at most the candidate count N."""
+  check_avg_sizes(avg_sizes, num_candidates)
+  if top_k > num_candidates:
+    raise ValueError(f"top_k={top_k} exceeds the candidate count "
+                     f"N={num_candidates}.")
 
 
 def image_side(model: models.StructNet, variables, images: Array

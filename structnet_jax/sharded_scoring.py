@@ -170,14 +170,8 @@ def make_sharded_predictor(model: models.StructNet, mesh: Mesh,
     return xla_cpu.network_jit(run)
 
   def checked_predict(variables, images, sharded: ShardedCandidates):
-    images = jnp.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(
-          f"images must be [B, H, W, 3], got shape {tuple(images.shape)}.")
-    scoring.check_avg_sizes(avg_sizes, sharded.num)
-    if depth > sharded.num:
-      raise ValueError(f"top_k={top_k} exceeds the candidate count "
-                       f"N={sharded.num}.")
+    images = scoring.check_images(images)
+    scoring.check_depths(sharded.num, avg_sizes, top_k)
     key = (sharded.num, sharded.axis)
     if key not in compiled:
       compiled[key] = compile_for(*key)

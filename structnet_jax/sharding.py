@@ -25,7 +25,8 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:
-  """Sharding of a batch's leading axis over ``data``."""
+  """Sharding of an array's leading axis over ``data``: a batch's examples,
+  or a table's rows (``shard_rows``)."""
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
@@ -60,11 +61,6 @@ def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
       batch)
 
 
-def row_sharding(mesh: Mesh) -> NamedSharding:
-  """Sharding of a table's rows (the pose space Y along N) over ``data``."""
-  return NamedSharding(mesh, P(DATA_AXIS))
-
-
 def shard_rows(table, mesh: Mesh) -> jax.Array:
   """Places ``table [N, ...]`` on the mesh split along N (each device holds
   ``N / d`` rows), for pose spaces too large to replicate."""
@@ -75,7 +71,7 @@ def shard_rows(table, mesh: Mesh) -> jax.Array:
         f"the pose space has {n} poses, which do not split over the {d} "
         f"devices of the mesh; keep a multiple of {d} poses (drop the last "
         f"{n % d}) or set config.train.shard_pose_space=False.")
-  return jax.device_put(table, row_sharding(mesh))
+  return jax.device_put(table, data_sharding(mesh))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -225,15 +225,22 @@ def start_max_margin(model: models.StructNet, config, pretrained: TrainState,
 # Costs
 
 
+def _pose_losses(model: models.StructNet, variables, h3: Array,
+                 poses: Array) -> Array:
+  """Eq. 11 per example ``[B]``: the pose head on h3 ``[B, h3_width]``
+  against the normalised ground truth ``poses [B, 17, 3]`` mm."""
+  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
+  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
+  return losses.pose_regression_loss(pred, target)
+
+
 def pose_cost(model: models.StructNet, params, constants, c2: Array, c3: Array,
               poses: Array, dropout_key: Array) -> Array:
   """Mean Eq. 11 over the batch (the auxiliary pose-prediction cost)."""
   variables = {"params": params, **constants}
   h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
                    rngs={"dropout": dropout_key})
-  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
-  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
-  return jnp.mean(losses.pose_regression_loss(pred, target))
+  return jnp.mean(_pose_losses(model, variables, h3, poses))
 
 
 def pretrain_cost(model: models.StructNet, config, params, constants,
@@ -253,10 +260,7 @@ def pretrain_cost(model: models.StructNet, config, params, constants,
   variables = {"params": params, **constants}
   h3 = model.apply(variables, c2, c3, train=True, method=models.StructNet.hidden,
                    rngs={"dropout": dropout_key})
-  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
-  target = model.apply(variables, batch["pose"],
-                       method=models.StructNet.normalise_pose)
-  l_p = jnp.mean(losses.pose_regression_loss(pred, target))
+  l_p = jnp.mean(_pose_losses(model, variables, h3, batch["pose"]))
   if not model.detection_grid:
     return l_p, {"pose_loss": l_p}
   logits = model.apply(variables, h3, method=models.StructNet.detect_hidden)
@@ -401,9 +405,7 @@ def _structured_terms(model, config, variables, h3, poses, candidates, margin,
                        method=models.StructNet.embed_pose)
   worst = jnp.max(f_img @ f_cand.T + margin, axis=-1)
   l_m = jax.nn.relu(worst - jnp.sum(f_img * f_true, -1))
-  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
-  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
-  l_p = losses.pose_regression_loss(pred, target)
+  l_p = _pose_losses(model, variables, h3, poses)
   return (jnp.mean(l_m) + config.loss.pose_weight * jnp.mean(l_p) +
           l2_in_cost(config, "stage2") * reg)
 
@@ -416,9 +418,7 @@ def _max_margin_terms(model, config, variables, h3, poses, violated,
   f_hat = model.apply(variables, violated, method=models.StructNet.embed_pose)
   l_m = losses.max_margin_loss(jnp.sum(f_img * f_true, -1),
                                jnp.sum(f_img * f_hat, -1), margin_violated)
-  pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
-  target = model.apply(variables, poses, method=models.StructNet.normalise_pose)
-  l_p = losses.pose_regression_loss(pred, target)
+  l_p = _pose_losses(model, variables, h3, poses)
   cost = (jnp.mean(l_m) + config.loss.pose_weight * jnp.mean(l_p) +
           l2_in_cost(config, "stage2") * reg)
   return cost, {"margin_loss": jnp.mean(l_m), "pose_loss": jnp.mean(l_p),
@@ -662,10 +662,7 @@ def make_heldout_probe(model: models.StructNet, config, stage: str
     if candidates is not None:  # Eq. 12, no weight term
       return _structured_terms(model, config, variables, h3, poses,
                                candidates, margin, 0.0)
-    pred = model.apply(variables, h3, method=models.StructNet.predict_hidden)
-    target = model.apply(variables, poses,
-                         method=models.StructNet.normalise_pose)
-    return jnp.mean(losses.pose_regression_loss(pred, target))
+    return jnp.mean(_pose_losses(model, variables, h3, poses))
 
   def probe(before, after, constants, batch, key, pose_space=None):
     images, poses = batch["image"], batch["pose"]
@@ -694,7 +691,7 @@ def jit_step(step_fn: Callable, mesh, *, with_pose_space: bool = False,
   """
   repl = sharding_lib.replicated(mesh)
   data = sharding_lib.data_sharding(mesh)
-  space = sharding_lib.row_sharding(mesh) if shard_pose_space else repl
+  space = data if shard_pose_space else repl
   in_shardings = (repl, data) + ((space,) if with_pose_space else ())
   return xla_cpu.network_jit(step_fn, in_shardings=in_shardings,
                              out_shardings=(repl, repl), donate_argnums=(0,))

@@ -453,8 +453,8 @@ def test_looks_per_subject_dresses_training_sequences_only(monkeypatch):
                           f"{seq.subject}/{seq.subaction}", kw["look"]))
   seqs = pm.generate_motion(["S1", "S9"], ["walking"], sequences_per_action=6,
                             frames_per_sequence=4, seed=0)
-  jobs = tb._render_jobs(seqs, dict(looks=(3, ("S1",)), cameras=(1,)),
-                         frame_step=1)
+  jobs = tb._render_jobs(seqs, dict(cameras=(1,)), frame_step=1,
+                         looks_per_subject=3, train_subjects=("S1",))
   for job in jobs:
     job.make()
   for seq in seqs:
