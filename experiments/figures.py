@@ -43,6 +43,7 @@ import numpy as np
 from structnet_jax import files
 from structnet_jax import metrics
 from structnet_jax import poses as poses_lib
+from structnet_jax import progress
 from structnet_jax import scoring
 
 TABLE1_A = (20, 500, 1500)
@@ -184,6 +185,8 @@ def _errors_vs_a(source, candidates, targets, a_values: Sequence[int], *,
 
   chunk = min(int(chunk_size), m)
   out = np.empty((m, len(a_values)), np.float64)
+  counter = progress.Progress(
+      f"figures: Avg(A) for {len(a_values)} values of A", total=m)
   for start in range(0, m, chunk):
     x, t = src[start:start + chunk], tgts[start:start + chunk]
     valid = x.shape[0]
@@ -193,6 +196,8 @@ def _errors_vs_a(source, candidates, targets, a_values: Sequence[int], *,
       t = np.concatenate([t, np.zeros((pad,) + t.shape[1:], t.dtype)])
     err = np.asarray(jax.device_get(step(jnp.asarray(x), jnp.asarray(t))))
     out[start:start + valid] = err[:valid]
+    counter.update(valid)
+  counter.done()
   return out, a_values
 
 
@@ -439,7 +444,7 @@ def _new_figure(figsize: tuple[float, float]):
 def _save_figure(fig, path: str, dpi: int = 100) -> str:
   """Writes ``fig`` as a PNG to ``path`` atomically; returns ``path``."""
   path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  files.makedirs(os.path.dirname(files.absolute(path)))
   return files.write_atomic(
       path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 

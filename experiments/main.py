@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging as pylogging
 import os
+import time
 
 from absl import app
 from absl import flags
@@ -32,11 +33,18 @@ from ml_collections import config_flags
 
 from experiments import cli
 from experiments import pipeline
+from experiments import plan
+from structnet_jax import distributed
+from structnet_jax import files
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/default.py", "Run configuration (get_config).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and results go.")
+_DISTRIBUTED = flags.DEFINE_string(
+    "distributed", None, "Several processes: 'auto' (TPU pod slice, SLURM, "
+    "Open MPI) or 'HOST:PORT,NUM_PROCESSES,PROCESS_ID'; default "
+    "$STRUCTNET_DISTRIBUTED, else one process (structnet_jax/distributed.py).")
 _MODE = flags.DEFINE_enum("mode", "train_and_evaluate",
                           ["train", "evaluate", "train_and_evaluate"],
                           "What to do.")
@@ -54,21 +62,26 @@ def _quiet_library_logs() -> None:
 
 def main(argv):
   _quiet_library_logs()
+  distributed.initialize(_DISTRIBUTED.value)  # before any JAX computation
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required (a folder for checkpoints and "
                          "results; re-use it to resume).")
   config = _CONFIG.value
-  workdir = os.path.abspath(_WORKDIR.value)
+  workdir = files.absolute(_WORKDIR.value)  # gs://... stays as it is
+  start = time.time()
   run = pipeline.Run.create(config, workdir, mode=_MODE.value)
+  logging.info("%s", plan.plan_line(run, _MODE.value))
   if _MODE.value in ("train", "train_and_evaluate"):
     run.train()
   if _MODE.value in ("evaluate", "train_and_evaluate"):
     report = run.evaluate()
-    print(report["markdown"])
+    if distributed.is_main_process():
+      print(report["markdown"])
     logging.info("results written to %s", os.path.join(run.out_dir,
                                                        "results.md"))
+  logging.info("the run took %.1f min", (time.time() - start) / 60)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -33,10 +34,12 @@ import numpy as np
 
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
+from structnet_jax import distributed
 from structnet_jax import evaluate as evaluate_lib
 from structnet_jax import files
 from structnet_jax import learning_checks
 from structnet_jax import models
+from structnet_jax import progress
 from structnet_jax import scoring
 from structnet_jax import sharding
 from structnet_jax import trainer
@@ -226,11 +229,12 @@ class Run:
     """
     config_utils.check_config(config, default_config.get_config())
     config_utils.check_values(config)
-    os.makedirs(workdir, exist_ok=True)
+    files.makedirs(workdir)
     saved = os.path.join(workdir, "config.json")
-    if mode == "evaluate" and os.path.exists(saved):
+    if mode == "evaluate" and files.exists(saved):
       return cls._for_evaluation(config, workdir, saved)
-    files.write_atomic(saved, config.to_json_best_effort(indent=2))
+    if distributed.is_main_process():
+      files.write_atomic(saved, config.to_json_best_effort(indent=2))
     model = models.StructNet.from_config(config.model)
     return cls(config, workdir, model, make_source(config))
 
@@ -263,9 +267,10 @@ class Run:
       data.image_size = trained.data.image_size
     effective.data = data
     out_dir = os.path.join(workdir, EVAL_DIRNAME, _data_name(data))
-    os.makedirs(out_dir, exist_ok=True)
-    files.write_atomic(os.path.join(out_dir, "eval_config.json"),
-                       effective.to_json_best_effort(indent=2))
+    files.makedirs(out_dir)
+    if distributed.is_main_process():
+      files.write_atomic(os.path.join(out_dir, "eval_config.json"),
+                         effective.to_json_best_effort(indent=2))
     logging.info("evaluating the model trained on %s data on %s data; the "
                  "report goes to %s", trained.data.tfds_config,
                  data.tfds_config, out_dir)
@@ -290,16 +295,19 @@ class Run:
     data)."""
     if self._candidates is None:
       path = os.path.join(self.workdir, POSE_SPACE_FILE)
-      if self.trained_config is not None and os.path.exists(path):
-        space = np.load(path, allow_pickle=False)
+      if self.trained_config is not None and files.exists(path):
+        space = np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
       else:
         space = self.train_source.pose_space
       self._candidates = np.asarray(space, np.float32)
     return self._candidates
 
   def batch_fn(self, step: int):
-    return self.source.train_batch(step, self.config.train.batch_size,
-                                   seed=self.config.seed)
+    """This process's rows of the global training batch of ``step``
+    (``distributed.process_rows``; all of it on one process)."""
+    size = int(self.config.train.batch_size)
+    return distributed.process_rows(
+        self.source.train_batch(step, size, seed=self.config.seed), size)
 
   def train(self, stop_after: int | None = None):
     """Both stages; metrics go to ``metrics.jsonl``, the log and TensorBoard
@@ -330,7 +338,7 @@ class Run:
     """``<workdir>/pose_space.npy``: the candidate poses ``[N, 17, 3]`` mm,
     so ``experiments.predict`` needs only the workdir."""
     path = os.path.join(self.workdir, POSE_SPACE_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path) and distributed.is_main_process():
       files.write_atomic(path, lambda f: np.save(f, self.candidates))
     return path
 
@@ -377,11 +385,12 @@ class Run:
     if cfg.eval.figures:
       extra_md, report["figures"] = self._figures(variables, table, result)
       md += extra_md
-    _write_eval_summaries(self.out_dir, self.config, tables,
-                          report.get("figures"))
-    files.write_atomic(os.path.join(self.out_dir, "results.md"), md)
-    files.write_atomic(os.path.join(self.out_dir, "results.json"),
-                       json.dumps(report, indent=1, default=float))
+    if distributed.is_main_process():
+      _write_eval_summaries(self.out_dir, self.config, tables,
+                            report.get("figures"))
+      files.write_atomic(os.path.join(self.out_dir, "results.md"), md)
+      files.write_atomic(os.path.join(self.out_dir, "results.json"),
+                         json.dumps(report, indent=1, default=float))
     return {"markdown": md, "tables": tables, "result": result,
             "figures": report.get("figures")}
 
@@ -412,8 +421,9 @@ class Run:
     trend = learning_checks.violated_trend(history)
     report = {"errors": errors, "warnings": warnings,
               "violated_fraction_eval_start_end": trend}
-    files.write_atomic(os.path.join(self.out_dir, "learning_report.json"),
-                       json.dumps(report, indent=1))
+    if distributed.is_main_process():
+      files.write_atomic(os.path.join(self.out_dir, "learning_report.json"),
+                         json.dumps(report, indent=1))
     summaries = _summary_writer(self.out_dir)
     if summaries is not None:
       step = int(cfg.stage1.num_steps) + int(cfg.stage2.num_steps)
@@ -481,28 +491,35 @@ class Run:
         min(len(candidates), int(cfg.eval.figure3_max_a)))
     curve = figures.mpjpe_vs_a(result["image_embeddings"], candidates,
                                result["poses"], a_values, table=table)
-    fig3 = figures.plot_mpjpe_vs_a(curve,
-                                   os.path.join(self.out_dir, "figure3.png"))
+    main = distributed.is_main_process()  # the others compute, not draw
+    fig3 = os.path.join(self.out_dir, "figure3.png")
+    if main:
+      figures.plot_mpjpe_vs_a(curve, fig3)
     # Training images: their embeddings (Figure 4a, c) and the alignment.
     images, poses, embeddings = [], [], []
     embed = xla_cpu.network_jit(lambda v, x: self.model.apply(
         v, x, method=models.StructNet.embed_image))
     wanted = int(cfg.eval.figure4_num_images)
+    counter = progress.Progress("figures: Figure 4 training images",
+                                total=wanted)
     for batch in self.train_source.eval_batches(cfg.eval.batch_size, "train"):
       keep = np.asarray(batch["mask"], bool)
       images.append(np.asarray(batch["image"])[keep])
       poses.append(np.asarray(batch["pose"], np.float32)[keep])
       embeddings.append(np.asarray(embed(variables, batch["image"]))[keep])
+      counter.update(min(int(keep.sum()), wanted - counter.count))
       if sum(len(p) for p in poses) >= wanted:
         break
+    counter.done()
     images = np.concatenate(images)[:wanted]
     poses = np.concatenate(poses)[:wanted]
     embeddings = np.concatenate(embeddings)[:wanted]
     pose_emb = np.asarray(scoring.embed_candidate_poses(self.model, variables,
                                                         poses))
     aligned = figures.alignment_fraction(embeddings, table, candidates, poses)
-    fig4 = figures.plot_figure4(embeddings, pose_emb, np.clip(images, 0, 1),
-                                poses, self.out_dir)
+    fig4 = (figures.plot_figure4(embeddings, pose_emb, np.clip(images, 0, 1),
+                                 poses, self.out_dir) if main else
+            [os.path.join(self.out_dir, f"figure4{c}.png") for c in "abcd"])
     md = ("\n## Figure 3: MPJPE of StructNet-Avg(A) against A\n\n"
           "| A | " + " | ".join(str(a) for a in curve) + " |\n|---|" +
           "---|" * len(curve) + "\n| MPJPE (mm) | " +
@@ -537,9 +554,12 @@ def _data_name(data) -> str:
 
 
 def _summary_writer(workdir: str):
-  """A TensorBoard writer in ``<workdir>/tensorboard``, or None (logged) when
-  the tensorboard package is missing."""
+  """A TensorBoard writer in ``<workdir>/tensorboard``, or None on processes
+  other than the main one, or (logged) when the tensorboard package is
+  missing."""
   from structnet_jax import tensorboard  # pylint: disable=g-import-not-at-top
+  if not distributed.is_main_process():
+    return None
   try:
     return tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
   except ImportError as e:
@@ -564,9 +584,8 @@ def _write_eval_summaries(workdir: str, config, tables, figures) -> None:
     summaries.scalars(int(a), {"eval/figure3_mpjpe_vs_A": mpjpe})
   for name in ("figure3", "figure4a", "figure4b", "figure4c", "figure4d"):
     path = os.path.join(workdir, name + ".png")
-    if figures and os.path.exists(path):
-      with open(path, "rb") as f:
-        summaries.png(step, f"figures/{name}", f.read())
+    if figures and files.exists(path):
+      summaries.png(step, f"figures/{name}", files.read_bytes(path))
   summaries.text(step, "config", "```json\n" + config.to_json_best_effort(
       indent=2) + "\n```")
   summaries.close()

@@ -7,12 +7,15 @@ from typing import Any
 
 from absl import logging
 import jax
+from etils import epath
 import orbax.checkpoint as ocp
+
+from structnet_jax import files
 
 
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
   """An orbax CheckpointManager over ``directory`` (created if missing)."""
-  directory = os.path.abspath(directory)
+  directory = files.absolute(directory)  # orbax takes gs://... itself
   return ocp.CheckpointManager(
       directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
@@ -81,18 +84,23 @@ def restore_readable(mngr: ocp.CheckpointManager, like: Any | None = None
           aside)
   raise FileNotFoundError(
       f"no readable checkpoint in {mngr.directory}"
-      + (f" (the unreadable ones were moved aside to <step>.unreadable)"
+      + (" (the unreadable ones were moved aside to <step>.unreadable)"
          if steps else "") + "; train again from the start there, or point "
       "--workdir at another run.")
 
 
 def _move_aside(mngr: ocp.CheckpointManager, step: int) -> str:
-  """Renames the folder of ``step`` to ``<step>.unreadable[.<n>]``."""
+  """Renames the folder of ``step`` to ``<step>.unreadable[.<n>]`` (the main
+  process renames; every process waits for it)."""
   directory = str(mngr.directory)
   source = os.path.join(directory, str(step))
   target, n = source + ".unreadable", 1
-  while os.path.exists(target):
+  while files.exists(target):
     target, n = f"{source}.unreadable.{n}", n + 1
-  os.rename(source, target)
+  if jax.process_index() == 0:
+    epath.Path(source).rename(target)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f"move_aside {source}")
   mngr.reload()
   return target

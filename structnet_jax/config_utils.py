@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from typing import Any, Mapping
+
+from structnet_jax import files
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -148,16 +149,15 @@ def config_from_json(path: str, reference):
     FileNotFoundError: no such file (with what writes it).
     ValueError: a field the reference lacks.
   """
-  if not os.path.exists(path):
+  if not files.exists(path):
     raise FileNotFoundError(
         f"no run config at {path}; experiments.main writes it into the "
         "workdir when a run starts. Point --workdir at a trained run.")
-  with open(path) as f:
-    saved = flatten(json.load(f))
+  saved = flatten(json.loads(files.read_text(path)))
   saved = {**{k: v for k, v in _ABSENT_MEANS.items() if k not in saved},
            **saved}
   config = reference.copy_and_resolve_references()
-  check_config(_unflatten(saved), reference)
+  check_config(unflatten(saved), reference)
   for name, value in saved.items():
     *sections, leaf = name.split(".")
     node = config
@@ -169,10 +169,11 @@ def config_from_json(path: str, reference):
   return config
 
 
-def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+  """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (names split at ``sep``)."""
   out: dict[str, Any] = {}
   for name, value in flat.items():
-    *sections, leaf = name.split(".")
+    *sections, leaf = name.split(sep)
     node = out
     for section in sections:
       node = node.setdefault(section, {})

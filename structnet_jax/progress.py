@@ -43,6 +43,7 @@ class Progress:
     self._log = log or (lambda line: logging.info("%s", line))
     self._start = clock()
     self._last = None
+    self._logged = None
 
   def line(self) -> str:
     """The current progress line."""
@@ -68,8 +69,11 @@ class Progress:
     now = self._clock()
     if self._last is None or now - self._last >= self._every:
       self._last = now
+      self._logged = self.count
       self._log(self.line())
 
   def done(self) -> None:
-    """Logs the final line."""
-    self._log(self.line())
+    """Logs the final line (unless the last update logged this count)."""
+    if self._logged != self.count:
+      self._logged = self.count
+      self._log(self.line())

@@ -17,10 +17,11 @@ sends every logged training step here (tags ``<stage>/<metric>``).
 from __future__ import annotations
 
 import math
-import os
 import struct
 import time
 from typing import Mapping
+
+from structnet_jax import files
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -43,7 +44,7 @@ class SummaryWriter:
       raise ImportError(
           f"TensorBoard summaries need the tensorboard package ({e}); "
           "pip install tensorboard (pure Python, no TensorFlow).") from e
-    os.makedirs(logdir, exist_ok=True)
+    files.makedirs(logdir)  # gs://...: TensorBoard's gfile needs gcsfs
     self.logdir = logdir
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
     self._writer = EventFileWriter(logdir)

@@ -25,6 +25,8 @@ import jax
 import numpy as np
 
 from structnet_jax import checkpoints
+from structnet_jax import distributed
+from structnet_jax import files
 from structnet_jax import learning_checks
 from structnet_jax import models
 from structnet_jax import poses as poses_lib
@@ -38,18 +40,20 @@ class MetricWriter:
   """Appends logged metrics to ``<workdir>/metrics.jsonl`` and the absl log.
 
   ``extra_writers`` receive ``(stage, step, metrics)`` too (e.g. TensorBoard).
+  Only the main process writes (``distributed.is_main_process``).
   """
 
   def __init__(self, workdir: str, extra_writers=()):
-    os.makedirs(workdir, exist_ok=True)
+    files.makedirs(workdir)
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.extra_writers = tuple(extra_writers)
 
   def write(self, stage: str, step: int, metrics: dict[str, float]) -> None:
+    if not distributed.is_main_process():
+      return
     record = {"stage": stage, "step": int(step),
               **{k: float(v) for k, v in metrics.items()}}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    files.append_text(self.path, json.dumps(record) + "\n")
     for w in self.extra_writers:
       w(stage, step, metrics)
 
@@ -65,10 +69,10 @@ LOG_KEYS = ("cost", "cost_after", "heldout_cost_before", "heldout_cost_after",
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """The records of ``<workdir>/metrics.jsonl`` (empty if there is none)."""
   path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
+  if not files.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in files.read_text(path).splitlines()
+          if line.strip()]
 
 
 def _format(stage, step, total, metrics, rate, eta):
@@ -239,7 +243,7 @@ def stage1_dir(config, workdir: str) -> str:
   """Where the run's stage-1 checkpoints are: its own ``<workdir>/stage1``, or
   ``<config.stage1.init_from>/stage1`` when it shares another run's."""
   source = config.stage1.init_from or workdir
-  return os.path.join(os.path.abspath(os.path.expanduser(source)), "stage1")
+  return os.path.join(files.absolute(source), "stage1")
 
 
 def pretrained_params(params: dict[str, Any], directory: str, config
@@ -294,7 +298,7 @@ def load_stage1_variables(model: models.StructNet, config, workdir: str,
 
 
 def _latest(directory: str) -> int | None:
-  if not os.path.isdir(directory):
+  if not distributed.agreed(files.isdir(directory)):
     return None
   return checkpoints.manager(directory).latest_step()
 

@@ -32,8 +32,17 @@ def _main(workdir, *flags):
 
 
 def test_train_and_evaluate_then_resume(tmp_path):
-  run = _main(tmp_path)
+  run = _main(tmp_path, "--config.train.plan_probe=True")
   assert run.returncode == 0, run.stderr[-3000:]
+  # One line first says what the run will do and about how long it takes.
+  plan = [l for l in run.stderr.splitlines() if "] plan: " in l]
+  assert len(plan) == 1, run.stderr[-3000:]
+  assert "plan: stage 1: 4 steps x 32 images (adamw); stage 2: 4 steps" in (
+      plan[0])
+  assert "evaluate: 40 test images x 300 candidates" in plan[0]
+  assert "min on this machine (stage 1" in plan[0]
+  assert run.stderr.index("] plan: ") < run.stderr.index("[stage1] step")
+  assert "the run took" in run.stderr
   assert "StructNet-Avg(20)" in run.stdout and "| All |" in run.stdout
   assert "| NN-oracle |" in run.stdout
   assert "| LinKDE |" in run.stdout
@@ -75,6 +84,9 @@ def test_train_and_evaluate_then_resume(tmp_path):
                 "--config.eval.figures=False", "--config.stage2.num_steps=7")
   assert again.returncode == 0, again.stderr[-3000:]
   assert "| StructNet-Avg(20)-APF |" in again.stdout
+  assert "plan: evaluate: 40 test images x 300 candidates (Max, " in (
+      again.stderr)
+  assert "plan: stage" not in again.stderr
   assert (tmp_path / "config.json").read_text() == saved_config
   _check_evaluate_on_positions(tmp_path)
   resumed = _main(tmp_path, "--mode=train")

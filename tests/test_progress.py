@@ -19,8 +19,20 @@ def test_lines_give_counts_rate_eta_and_are_rate_limited():
   assert lines[0] == "[eval] 100/1000 images (10%), 50.0 images/s, ETA 0.3 min"
   assert lines[1] == "[eval] 500/1000 images (50%), 25.0 images/s, ETA 0.3 min"
   assert lines[2] == "[eval] 1000/1000 images (100%), 25.0 images/s, done in 0.7 min"
-  assert lines[3] == lines[2]  # done() logs the final line
-  assert len(lines) == 4
+  assert len(lines) == 3  # done() does not repeat the line just logged
+
+
+def test_done_logs_the_final_count_when_the_last_update_was_quiet():
+  now, lines = [0.0], []
+  p = progress_lib.Progress("apf", total=10, unit="poses", every_s=10,
+                            clock=lambda: now[0], log=lines.append)
+  now[0] = 1.0
+  p.update(4)     # logged
+  now[0] = 2.0
+  p.update(6)     # 1 s later: quiet
+  p.done()
+  assert lines == ["[apf] 4/10 poses (40%), 4.0 poses/s, ETA 0.0 min",
+                   "[apf] 10/10 poses (100%), 5.0 poses/s, done in 0.0 min"]
 
 
 def test_unknown_total_gives_counts_without_eta():

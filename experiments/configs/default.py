@@ -145,6 +145,9 @@ def get_config() -> ml_collections.ConfigDict:
   # draws, and the evaluation's table: structnet_jax/sharded_scoring.py)
   # instead of replicating it: for motion collections of millions of poses.
   c.train.shard_pose_space = False
+  # Time one stage-1 step and one evaluation batch on this machine for the
+  # run's start-of-run plan line (experiments/plan.py); off: counts only.
+  c.train.plan_probe = True
 
   # --- evaluation -----------------------------------------------------------
   c.eval = ml_collections.ConfigDict()

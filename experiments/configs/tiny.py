@@ -31,6 +31,7 @@ def get_config():
   c.train.batch_size = 32
   c.train.log_every = 50
   c.train.checkpoint_every = 300
+  c.train.plan_probe = False  # the plan line without its timing probes
   c.eval.batch_size = 100
   c.eval.avg_sizes = (5, 20, 50)
   c.eval.figure4_num_images = 300

@@ -1,0 +1,124 @@
+"""Two processes on localhost train like one (structnet_jax/distributed.py)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from structnet_jax import distributed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_spec_parsing_and_its_errors():
+  assert distributed.parse_spec("") is None
+  assert distributed.parse_spec("auto") == {}
+  assert distributed.parse_spec("node0:1234, 4, 3") == {
+      "coordinator_address": "node0:1234", "num_processes": 4,
+      "process_id": 3}
+  for bad in ("node0:1234,2", "node0,2,0", "node0:1234,two,0"):
+    with pytest.raises(ValueError, match="HOST:PORT,NUM_PROCESSES,PROCESS_ID"):
+      distributed.parse_spec(bad)
+  with pytest.raises(ValueError, match="0 <= PROCESS_ID < NUM_PROCESSES"):
+    distributed.parse_spec("node0:1234,2,2")
+
+
+def test_process_rows_on_one_process_is_the_batch():
+  batch = {"image": np.zeros((6, 2)), "pose": np.ones((6, 17, 3))}
+  assert distributed.process_rows(batch, 6) is batch
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int):
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+           if "xla_force_host_platform_device_count" not in f]
+  flags.append(f"--xla_force_host_platform_device_count={devices}")
+  env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": " ".join(flags)}
+  env.pop(distributed.ENV_VAR, None)
+  return env
+
+
+def _command(workdir, *extra):
+  return [sys.executable, "-m", "experiments.main",
+          "--config=experiments/configs/tiny.py", f"--workdir={workdir}",
+          "--config.stage1.num_steps=6", "--config.stage2.num_steps=6",
+          "--config.train.log_every=2", "--config.train.checkpoint_every=6",
+          "--config.data.pose_space_size=256", "--config.data.num_test=40",
+          "--config.eval.batch_size=20", "--config.eval.linkde=False",
+          "--config.eval.apf_sizes=()", "--config.eval.check_images=40",
+          "--config.eval.figure4_num_images=40", *extra]
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_two_local_processes_train_like_one_and_only_process_0_writes(
+    tmp_path):
+  # Reference: one process with 4 devices (training only).
+  single = tmp_path / "single"
+  ref = subprocess.run(_command(single, "--mode=train"), cwd=REPO, env=_env(4),
+                       capture_output=True, text=True, timeout=900)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  # The same run as two processes with 2 devices each (a 4-device mesh).
+  multi = tmp_path / "multi"
+  spec = f"localhost:{_free_port()},2"
+  procs = [subprocess.Popen(_command(multi, f"--distributed={spec},{i}"),
+                            cwd=REPO, env=_env(2), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  # Same batches, same steps: the same metrics at every logged step.
+  got, want = _metrics(multi), _metrics(single)
+  assert [(m["stage"], m["step"]) for m in got] == [
+      (m["stage"], m["step"]) for m in want]  # written once, not twice
+  for g, w in zip(got, want):
+    for key in ("cost", "pose_loss_vs_mean", "margin_loss",
+                "violated_fraction"):
+      if key in w:
+        assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-5), (
+            g["stage"], g["step"], key)
+  # The same final network.
+  from experiments import pipeline  # pylint: disable=g-import-not-at-top
+  from experiments.configs import default  # pylint: disable=g-import-not-at-top
+  from structnet_jax import config_utils  # pylint: disable=g-import-not-at-top
+  from structnet_jax import models  # pylint: disable=g-import-not-at-top
+  from structnet_jax import trainer  # pylint: disable=g-import-not-at-top
+  finals = []
+  for workdir in (single, multi):
+    config = config_utils.config_from_json(str(workdir / "config.json"),
+                                           default.get_config())
+    space = np.load(workdir / pipeline.POSE_SPACE_FILE)
+    finals.append(trainer.load_final_variables(
+        models.StructNet.from_config(config.model), config, str(workdir),
+        space)["params"])
+  for a, b in zip(*(jax_leaves(f) for f in finals)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # Process 0 printed the table and wrote the reports; process 1 did not.
+  assert "| StructNet-Max |" in outs[0][0]
+  assert "| StructNet-Max |" not in outs[1][0]
+  for name in ("results.md", "results.json", "learning_report.json",
+               "figure3.png", "figure4d.png", "config.json",
+               "pose_space.npy"):
+    assert (multi / name).is_file(), name
+  # TensorBoard event files name their writer's pid.
+  events = os.listdir(multi / "tensorboard")
+  assert events and all(f".{procs[0].pid}." in name for name in events), (
+      events, procs[0].pid)
+
+
+def jax_leaves(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
