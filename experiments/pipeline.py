@@ -366,7 +366,9 @@ class Run:
         self.model, variables,
         self.source.eval_batches(cfg.eval.batch_size, split), candidates,
         cfg.eval.avg_sizes, cfg.eval.top_k, table=table,
-        mesh=sharding.make_mesh() if shard else None, shard_candidates=shard,
+        # This process's devices; several processes split the batches.
+        mesh=sharding.make_mesh(jax.local_devices()) if shard else None,
+        shard_candidates=shard,
         num_examples=self.source.num_examples(split),
         baselines=self._baselines(),
         apf_sizes=cfg.eval.apf_sizes,

@@ -14,9 +14,10 @@ processes and the train steps' ``data`` mesh axis spans them
   reads a per-host split of the TFDS data instead (big_vision's way), so
   there the batches differ from a single process's, not their statistics;
 * takes part in every step, checkpoint (orbax writes a multi-process
-  checkpoint of the replicated state) and evaluation (each process
-  evaluates the whole test split on its own devices; only process 0
-  reports);
+  checkpoint of the replicated state) and evaluation (``evaluate.evaluate``
+  scores the test batches it ``owns``, round robin, on its own devices,
+  likewise the APF fits, and ``gather_parts`` gives every process the whole
+  result);
 * writes results, configs, figures, metrics and TensorBoard only if it is
   the main process (``is_main_process``).
 
@@ -32,7 +33,7 @@ processes and the train steps' ``data`` mesh axis spans them
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -101,6 +102,62 @@ def agreed(flag: bool) -> bool:
     return bool(flag)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
+
+
+def owns(part: int) -> bool:
+  """Whether this process computes part ``part`` of a sequence split round
+  robin over the processes (part ``j`` belongs to process ``j % P``)."""
+  return part % jax.process_count() == jax.process_index()
+
+
+def gather_parts(local_parts: Sequence[dict[str, np.ndarray]],
+                 sizes: Sequence[int],
+                 template: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The whole sequence of parts, in order, on every process.
+
+  Part ``j`` of ``len(sizes)`` holds ``sizes[j]`` rows and was computed by
+  process ``j % P`` (``owns``); ``local_parts`` are this process's parts in
+  order. Every process must call this with the same ``sizes``.
+
+  Args:
+    local_parts: ``[{key: [sizes[j], ...]}]`` for the parts this process owns.
+    sizes: the rows of every part (known to every process).
+    template: ``{key: array}`` whose trailing shape and dtype each key has
+      (for a process that owns no part).
+
+  Returns:
+    ``{key: [sum(sizes), ...]}``, the parts concatenated in order.
+  """
+  def cat(parts, key):
+    arrays = [np.asarray(p[key]) for p in parts]
+    if not arrays:
+      t = np.asarray(template[key])
+      return np.zeros((0,) + t.shape[1:], t.dtype)
+    return np.concatenate(arrays)
+
+  count = jax.process_count()
+  if count == 1:
+    return {k: cat(local_parts, k) for k in template}
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  rows = [sum(s for j, s in enumerate(sizes) if j % count == q)
+          for q in range(count)]
+  longest = max(max(rows), 1)
+  local = {}
+  for k in template:
+    mine = cat(local_parts, k)
+    pad = np.zeros((longest - len(mine),) + mine.shape[1:], mine.dtype)
+    local[k] = np.concatenate([mine, pad])
+  gathered = jax.tree_util.tree_map(
+      np.asarray, multihost_utils.process_allgather(local))  # [P, longest, ...]
+  offsets = [0] * count
+  out = {k: [] for k in template}
+  for j, size in enumerate(sizes):
+    q = j % count
+    for k in template:
+      out[k].append(gathered[k][q, offsets[q]:offsets[q] + size])
+    offsets[q] += size
+  return {k: (np.concatenate(v) if v else cat([], k)).astype(
+      np.asarray(template[k]).dtype) for k, v in out.items()}
 
 
 def process_rows(batch: dict[str, Any], global_size: int) -> dict[str, Any]:

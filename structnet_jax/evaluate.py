@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from structnet_jax import distributed
 from structnet_jax import metrics
 from structnet_jax import models
 from structnet_jax import progress as progress_lib
@@ -67,9 +68,12 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
     avg_sizes: the A of StructNet-Avg(A).
     top_k: hypotheses kept per image.
     table: a precomputed ``[N, D]`` pose-embedding table (else computed here).
-    mesh: optional device mesh: each batch's images are sharded over its
-      ``data`` axis and the variables and table replicated (the batch size
-      must divide by the device count).
+    mesh: optional mesh of this process's devices: each batch's images are
+      sharded over its ``data`` axis and the variables and table replicated
+      (the batch size must divide by the device count). With several
+      processes (``distributed``), the batches are split round robin over
+      the processes (batch ``i`` on process ``i % P``), and so are the APF
+      fits; every process returns the whole result.
     shard_candidates: with ``mesh``, split the table and the candidates
       along N over ``data`` instead (``sharded_scoring``: each device scores
       its rows, an exact merge gives Max / Avg(A) / top-k), for candidate
@@ -115,18 +119,25 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
   mean_pose = candidates.mean(axis=0)
   baselines = dict(baselines or {})
   names = method_names(avg_sizes) + list(baselines)
-  preds = {n: [] for n in names}
   apf_sizes = tuple(int(a) for a in apf_sizes)
   missing = [a for a in apf_sizes if a not in avg_sizes]
   if missing:
     raise ValueError(f"StructNet-Avg(A)-APF needs A in avg_sizes={avg_sizes}; "
                      f"add {missing} to config.eval.avg_sizes.")
-  keep = {"actions": [], "poses": [], "top_indices": [], "top_scores": [],
-          "image_embeddings": [], "subjects": []}
+  keep = {"actions": [], "poses": [], "subjects": []}
+  parts, sizes = [], []  # this process's batches' outputs; every batch's size
   progress = progress_lib.Progress(
       "eval: " + ", ".join(["StructNet"] + list(baselines)), num_examples)
-  for batch in batches:
+  for i, batch in enumerate(batches):
     mask = np.asarray(batch["mask"], bool)
+    keep["actions"].append(np.asarray(batch["action"])[mask])
+    keep["subjects"].append(np.asarray(
+        batch.get("subject", np.full(len(mask), "all")))[mask])
+    keep["poses"].append(np.asarray(batch["pose"], np.float32)[mask])
+    sizes.append(int(mask.sum()))
+    if not distributed.owns(i):  # another process scores this batch
+      progress.update(sizes[-1])
+      continue
     images = batch["image"]
     if mesh is not None and sharded is None:
       images = sharding.shard_batch({"image": images}, mesh)["image"]
@@ -138,21 +149,28 @@ def evaluate(model: models.StructNet, variables: dict[str, Any],
                **{f"StructNet-Avg({a})": out["avg"][a] for a in avg_sizes},
                **{n: np.asarray(f(batch["image"])) for n, f in
                   baselines.items()}}
-    for n in names:
-      preds[n].append(np.asarray(methods[n])[mask])
-    keep["actions"].append(np.asarray(batch["action"])[mask])
-    keep["subjects"].append(np.asarray(
-        batch.get("subject", np.full(len(mask), "all")))[mask])
-    keep["poses"].append(np.asarray(batch["pose"], np.float32)[mask])
-    keep["top_indices"].append(out["top_indices"][mask])
-    keep["top_scores"].append(out["top_scores"][mask])
-    keep["image_embeddings"].append(out["image_embedding"][mask])
-    progress.update(int(mask.sum()))
+    parts.append({
+        **{f"pred/{n}": np.asarray(methods[n], np.float32)[mask]
+           for n in names},
+        "top_indices": np.asarray(out["top_indices"], np.int32)[mask],
+        "top_scores": np.asarray(out["top_scores"], np.float32)[mask],
+        "image_embeddings": np.asarray(out["image_embedding"],
+                                       np.float32)[mask]})
+    progress.update(sizes[-1])
   progress.done()
   if not keep["poses"]:
     raise ValueError("the evaluation set is empty: no batches were given.")
-  result = {k: np.concatenate(v) for k, v in keep.items()}
-  result["predictions"] = {n: np.concatenate(v) for n, v in preds.items()}
+  template = {**{f"pred/{n}": np.zeros((0, 17, 3), np.float32)
+                 for n in names},
+              "top_indices": np.zeros((0, int(top_k)), np.int32),
+              "top_scores": np.zeros((0, int(top_k)), np.float32),
+              "image_embeddings": np.zeros((0, np.shape(table)[1]),
+                                           np.float32)}
+  outputs = distributed.gather_parts(parts, sizes, template)
+  result = {key: np.concatenate(v) for key, v in keep.items()}
+  result.update({key: v for key, v in outputs.items()
+                 if not key.startswith("pred/")})
+  result["predictions"] = {n: outputs[f"pred/{n}"] for n in names}
   if apf_sizes:
     result["predictions"].update(_apf_rows(result, apf_sizes, apf_key,
                                            apf_options or {}))
@@ -186,14 +204,18 @@ def _apf_rows(result, apf_sizes, key, options, chunk: int = 64):
       len(init) * len(apf_sizes), "poses")
   for a in apf_sizes:
     target = result["predictions"][f"StructNet-Avg({a})"]
-    fitted = []
-    for start in range(0, len(target), chunk):
+    fitted, sizes = [], []
+    for j, start in enumerate(range(0, len(target), chunk)):
       part = slice(start, start + chunk)
-      fitted.append(np.asarray(apf.fit(
-          target[part], init[part], lengths[part],
-          jax.random.fold_in(jax.random.fold_in(key, a), start), **options)))
-      progress.update(len(fitted[-1]))
-    rows[f"StructNet-Avg({a})-APF"] = np.concatenate(fitted)
+      sizes.append(len(target[part]))
+      if distributed.owns(j):  # chunks split over the processes
+        fitted.append({"pose": np.asarray(apf.fit(
+            target[part], init[part], lengths[part],
+            jax.random.fold_in(jax.random.fold_in(key, a), start),
+            **options))})
+      progress.update(sizes[-1])
+    rows[f"StructNet-Avg({a})-APF"] = distributed.gather_parts(
+        fitted, sizes, {"pose": np.zeros((0, 17, 3), np.float32)})["pose"]
   progress.done()
   return rows
 

@@ -32,6 +32,16 @@ def test_process_rows_on_one_process_is_the_batch():
   assert distributed.process_rows(batch, 6) is batch
 
 
+def test_gather_parts_on_one_process_concatenates_in_order():
+  parts = [{"x": np.full((n, 2), j, np.float32)} for j, n in
+           enumerate((3, 0, 2))]
+  got = distributed.gather_parts(parts, [3, 0, 2],
+                                 {"x": np.zeros((0, 2), np.float32)})
+  np.testing.assert_array_equal(got["x"][:, 0], [0, 0, 0, 2, 2])
+  empty = distributed.gather_parts([], [], {"x": np.zeros((0, 2), np.int32)})
+  assert empty["x"].shape == (0, 2) and empty["x"].dtype == np.int32
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -54,7 +64,9 @@ def _command(workdir, *extra):
           "--config.train.log_every=2", "--config.train.checkpoint_every=6",
           "--config.data.pose_space_size=256", "--config.data.num_test=40",
           "--config.eval.batch_size=20", "--config.eval.linkde=False",
-          "--config.eval.apf_sizes=()", "--config.eval.check_images=40",
+          "--config.eval.avg_sizes=(5,20)", "--config.eval.apf_sizes=(20,)",
+          "--config.eval.apf_particles=8", "--config.eval.apf_layers=2",
+          "--config.eval.apf_refine_steps=5", "--config.eval.check_images=40",
           "--config.eval.figure4_num_images=40", *extra]
 
 
@@ -65,9 +77,9 @@ def _metrics(workdir):
 
 def test_two_local_processes_train_like_one_and_only_process_0_writes(
     tmp_path):
-  # Reference: one process with 4 devices (training only).
+  # Reference: one process with 4 devices.
   single = tmp_path / "single"
-  ref = subprocess.run(_command(single, "--mode=train"), cwd=REPO, env=_env(4),
+  ref = subprocess.run(_command(single), cwd=REPO, env=_env(4),
                        capture_output=True, text=True, timeout=900)
   assert ref.returncode == 0, ref.stderr[-3000:]
   # The same run as two processes with 2 devices each (a 4-device mesh).
@@ -106,6 +118,19 @@ def test_two_local_processes_train_like_one_and_only_process_0_writes(
         space)["params"])
   for a, b in zip(*(jax_leaves(f) for f in finals)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # The evaluation, its batches and APF fits split over the processes and
+  # gathered, gives the single process's table.
+  tables = [json.loads((w / "results.json").read_text())["tables"]
+            for w in (single, multi)]
+  assert tables[0].keys() == tables[1].keys()
+  for key in ("mpjpe", "pa_mpjpe"):
+    assert tables[0][key].keys() == tables[1][key].keys()
+    for method, cells in tables[0][key].items():
+      for action, cell in cells.items():
+        other = tables[1][key][method][action]
+        assert other["count"] == cell["count"], (method, action)
+        assert other["mean"] == pytest.approx(cell["mean"], abs=0.05), (
+            key, method, action)
   # Process 0 printed the table and wrote the reports; process 1 did not.
   assert "| StructNet-Max |" in outs[0][0]
   assert "| StructNet-Max |" not in outs[1][0]
