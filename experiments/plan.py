@@ -4,12 +4,13 @@
   images (C=2000 + K=10 candidates of 22000, adamw, conv trunk frozen);
   evaluate: 8800 test images x 22000 candidates (Max, Avg(20/500/1500),
   APF on A=500/1500, regression net, LinKDE fit on <=20000 training images,
-  figures); about 6.8 min on this machine (stage 1 1.3, stage 2 0.7,
-  evaluation 4.8; from a timed stage-1 step of 0.080 s and a timed
-  evaluation batch of 0.36 s; rough)
+  figures); about 6.9 min on this machine (stage 1 1.4, stage 2 0.8,
+  evaluation 4.7; from a timed stage-1 step of 0.083 s and a timed
+  evaluation batch of 0.35 s; rough)
 
-(the README's main job, which took 7.9 min in all: the estimate leaves out
-opening the data and compiling).
+(the README's main job on the 2-core development machine, 2026-12-02; the
+job took 7.9 min in all: the estimate leaves out opening the data and
+compiling).
 
 The counts come from the config and the data. The time comes from two
 probes on this machine (``probe``): the real stage-1 step, compiled and
@@ -21,9 +22,9 @@ running the README's main job (its log, 2026-12-01): a stage-2 step costs
 (1.0 with the trunk trained, twice that with the paper's line search); the
 evaluation pass with its baseline rows costs 3.2 scorer passes over the
 test set, the figures 1.8 more, the learning report 3.0 per batch of its
-four passes (two stages, two splits); the APF fits 160 poses/s at 100 particles x 5 layers + 100 refinement steps (work
-scaled by particles x layers + steps); the LinKDE fit's HOG runs at 1100
-images/s. It is meant to tell a 10-minute run from a 10-hour one, not to
+four passes (two stages, two splits); the APF fits 160 poses/s at 100
+particles x 5 layers + 100 refinement steps (work scaled by particles x
+layers + steps); the LinKDE fit's HOG runs at 1100 images/s. It is meant to tell a 10-minute run from a 10-hour one, not to
 the minute.
 """
 

@@ -38,6 +38,7 @@ from absl import logging
 
 from experiments import cli
 from experiments import predictor as predictor_lib
+from structnet_jax import files
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's workdir.")
 _PRETRAINED = flags.DEFINE_string(
@@ -74,7 +75,7 @@ def main(argv):
   else:
     if not _IMAGES.value:
       raise app.UsageError("--images is required with --workdir.")
-    workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+    workdir = files.absolute(_WORKDIR.value)
     names, array = predictor_lib.list_images(_IMAGES.value)
     predictor = predictor_lib.Predictor.load(workdir, _TOP_K.value)
     out = _OUT.value or os.path.join(workdir, "predictions")

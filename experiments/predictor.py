@@ -19,6 +19,7 @@ from experiments import pipeline
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import files
+from structnet_jax import metrics
 from structnet_jax import models
 from structnet_jax import poses as poses_lib
 from structnet_jax import progress
@@ -224,8 +225,7 @@ def mpjpe_lines(names: Sequence[str], truth: np.ndarray,
                  result: dict[str, Any]) -> list[str]:
   """A small table: MPJPE (mm) of each method on each image, and the mean."""
   methods = [m for m in result if m.startswith("StructNet")]
-  errors = {m: np.linalg.norm(result[m] - truth, axis=-1).mean(axis=-1)
-            for m in methods}
+  errors = {m: np.asarray(metrics.mpjpe(result[m], truth)) for m in methods}
   lines = ["MPJPE (mm) | " + " | ".join(methods)]
   for i, name in enumerate(names):
     lines.append(os.path.basename(name) + " | " + " | ".join(

@@ -43,6 +43,7 @@ from experiments import predictor as predictor_lib
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import files
+from structnet_jax import metrics
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "pretrained_models")
@@ -160,7 +161,7 @@ def export(workdir: str, name: str, command: str, num_examples: int = 8
     FileNotFoundError: the workdir has no finished run (config, candidates,
       final checkpoint, results.json).
   """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = files.absolute(workdir)
   results_path = os.path.join(workdir, "results.json")
   if not os.path.exists(results_path):
     raise FileNotFoundError(f"no results.json in {workdir}; train and "
@@ -173,8 +174,8 @@ def export(workdir: str, name: str, command: str, num_examples: int = 8
   result = predictor(prepared)
   out = os.path.join(MODELS_DIR, name)
   os.makedirs(os.path.join(out, EXAMPLES), exist_ok=True)
-  with open(os.path.join(workdir, "config.json")) as f:
-    files.write_atomic(os.path.join(out, "config.json"), f.read())
+  files.write_atomic(os.path.join(out, "config.json"),
+                     files.read_bytes(os.path.join(workdir, "config.json")))
   flat = flatten_variables(jax.device_get(predictor.variables))
   files.write_atomic(os.path.join(out, "variables.npz"),
                      lambda f: np.savez_compressed(f, **flat))
@@ -182,16 +183,17 @@ def export(workdir: str, name: str, command: str, num_examples: int = 8
                      lambda f: np.save(f, predictor.candidates))
   from PIL import Image  # pylint: disable=g-import-not-at-top
   recorded = []
-  methods = [m for m in result if m.startswith("StructNet")]
+  errors = {m: np.asarray(metrics.mpjpe(result[m], poses)) for m in result
+            if m.startswith("StructNet")}
   for i, (image, pose, action) in enumerate(zip(images, poses, actions)):
     fname = f"test_{i}_{action}.png"
-    Image.fromarray(image).save(os.path.join(out, EXAMPLES, fname))
+    files.write_atomic(os.path.join(out, EXAMPLES, fname),
+                       lambda f, im=image: Image.fromarray(im).save(
+                           f, format="PNG"))
     recorded.append({
         "image": fname, "action": action,
         "pose_mm": np.round(pose, 3).tolist(),
-        "mpjpe_mm": {m: float(np.linalg.norm(result[m][i] - pose,
-                                             axis=-1).mean())
-                     for m in methods}})
+        "mpjpe_mm": {m: float(e[i]) for m, e in errors.items()}})
   with open(results_path) as f:
     results = json.load(f)
   model_card = {

@@ -81,26 +81,19 @@ def write_atomic(path: str | os.PathLike,
       file object it is given (e.g. ``lambda f: np.save(f, array)``).
   """
   path = os.fspath(path)
+  if isinstance(content, str):
+    content = content.encode("utf-8")
+  write = ((lambda f: f.write(content)) if isinstance(content, bytes)
+           else content)
   if is_remote(path):
-    if isinstance(content, str):
-      data = content.encode("utf-8")
-    elif isinstance(content, bytes):
-      data = content
-    else:
-      buffer = io.BytesIO()
-      content(buffer)
-      data = buffer.getvalue()
-    epath.Path(path).write_bytes(data)
+    buffer = io.BytesIO()
+    write(buffer)
+    epath.Path(path).write_bytes(buffer.getvalue())
     return path
   tmp = f"{path}.tmp-{os.getpid()}"
   try:
     with open(tmp, "wb") as f:
-      if isinstance(content, str):
-        f.write(content.encode("utf-8"))
-      elif isinstance(content, bytes):
-        f.write(content)
-      else:
-        content(f)
+      write(f)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
