@@ -26,4 +26,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
 # Only programs that took a second or more to compile: writing every small
 # one to disk costs more than it saves (a cold suite took 16 min with all).
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+# A bounded cache needs the filelock package (the test extra has it; without
+# it every cache read fails with a warning and nothing is saved).
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
