@@ -51,7 +51,8 @@ LINKDE_ROW = "LinKDE"
 POSE_SPACE_FILE = "pose_space.npy"
 EVAL_DIRNAME = "eval"
 # Data fields that do not change which examples a split holds.
-_DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std")
+_DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std", "hue_jitter_deg",
+                                "saturation_jitter")
 
 
 def make_source(config):
@@ -98,6 +99,12 @@ def make_source(config):
       raise ValueError(
           "config.data.looks_per_subject dresses rendered people (source "
           "'tfds' or 'render'); the 'blobs' toy data has none. Leave it at 0.")
+    if d.hue_jitter_deg or d.saturation_jitter:
+      raise ValueError(
+          "config.data.hue_jitter_deg / saturation_jitter turn the colours of "
+          "training images, but the 'blobs' toy data codes each joint's depth "
+          "in its colour. Set --config.data.hue_jitter_deg=0 "
+          "--config.data.saturation_jitter=0 (as tiny.py does).")
     if d.validation_subjects.strip():
       raise ValueError(
           "config.data.validation_subjects needs data with subjects (source "
@@ -304,10 +311,27 @@ class Run:
 
   def batch_fn(self, step: int):
     """This process's rows of the global training batch of ``step``
-    (``distributed.process_rows``; all of it on one process)."""
+    (``distributed.process_rows``; all of it on one process), colour-jittered
+    when ``config.data.hue_jitter_deg`` or ``saturation_jitter`` is set
+    (``augment.colour_jitter_step``: a function of seed, step and global row,
+    so resumed and multi-process runs see the same images)."""
     size = int(self.config.train.batch_size)
-    return distributed.process_rows(
+    batch = distributed.process_rows(
         self.source.train_batch(step, size, seed=self.config.seed), size)
+    d = self.config.data
+    if d.hue_jitter_deg or d.saturation_jitter:
+      from data_pipelines import augment  # pylint: disable=g-import-not-at-top
+      rows = len(batch["image"])
+      first = (0 if rows == size else
+               jax.process_index() * (size // jax.process_count()))
+      image = augment.colour_jitter_step(
+          int(self.config.seed), int(step), first, batch["image"],
+          hue_deg=float(d.hue_jitter_deg),
+          saturation=float(d.saturation_jitter))
+      if isinstance(batch["image"], np.ndarray):  # host batches stay on host
+        image = np.asarray(image)
+      batch = dict(batch, image=image)
+    return batch
 
   def train(self, stop_after: int | None = None):
     """Both stages; metrics go to ``metrics.jsonl``, the log and TensorBoard

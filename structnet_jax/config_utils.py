@@ -58,6 +58,8 @@ _RANGES = {
     "data.image_size": (1, True, None, False),
     "data.pca_noise_std": (0, True, None, False),
     "data.looks_per_subject": (0, True, None, False),
+    "data.hue_jitter_deg": (0, True, 180, True),
+    "data.saturation_jitter": (0, True, 1, True),
     "model.image_size": (1, True, None, False),
     "model.h1_width": (1, True, None, False),
     "model.h2_width": (1, True, None, False),

@@ -287,10 +287,13 @@ def test_validation_split_never_holds_test_subjects():
   for field, value, match in (
       ("data.validation_subjects", "S8", "validation_subjects needs data"),
       ("model.detection_grid", 8, "detection_grid > 0 trains stage 1"),
-      ("data.looks_per_subject", 4, "looks_per_subject dresses")):
+      ("data.looks_per_subject", 4, "looks_per_subject dresses"),
+      ("data.hue_jitter_deg", 90.0, "codes each joint's depth in its colour"),
+      ("data.saturation_jitter", 0.2, "codes each joint's depth")):
     config = default_config.get_config()
     config.data.source = "blobs"
     config.model.detection_grid = 0
+    config.data.hue_jitter_deg = config.data.saturation_jitter = 0.0
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ValueError, match=match):

@@ -24,6 +24,8 @@ def get_config():
   c.stage2.reinit_fc = True
   c.model.detection_grid = 8  # stage 1: regression + joint detection ([18])
   c.stage2.optimizer = "line_search"  # section 4 (default.py: adamw)
+  c.data.hue_jitter_deg = 0.0  # section 5.1: crops and PCA noise only
+  c.data.saturation_jitter = 0.0
   c.loss.margin_unit_mm = 100.0
   c.stage1.num_steps = 3000
   c.stage2.num_steps = 3000
