@@ -49,6 +49,7 @@ import numpy as np
 from data_pipelines import appearance as appearance_lib
 from data_pipelines import body_model
 from data_pipelines import cameras as cameras_lib
+from data_pipelines import checks
 from data_pipelines import render
 from structnet_jax import poses as poses_lib
 
@@ -177,21 +178,13 @@ def filmed_world_joints(seq, keep, *, body_seed: int = 0,
   """
   if lift_mm is None:
     lift_mm = getattr(seq, "lift_mm", ANKLE_HEIGHT_MM)
-  if not (np.isscalar(lift_mm) and np.isfinite(lift_mm)):
-    raise ValueError(f"lift_mm must be a finite number of mm, got {lift_mm!r}.")
+  lift_mm = checks.finite("lift_mm", lift_mm, " (mm)")
   joints = subject_world_joints(seq, body_seed=body_seed, retarget=retarget)
   return joints[keep] + np.array([0.0, 0.0, lift_mm])
 
 
 # ---------------------------------------------------------------------------
 # Filming.
-
-
-def _check_int(name, value, minimum):
-  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-      or value < minimum):
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-  return int(value)
 
 
 def check_cameras(cameras) -> tuple[int, ...]:
@@ -295,14 +288,13 @@ def render_sequence_examples(
     ValueError: bad options, an unknown subject, malformed joints.
   """
   cams = check_cameras(cameras)
-  frame_step = _check_int("frame_step", frame_step, 1)
-  crop_size = _check_int("crop_size", crop_size, 8)
-  batch_size = _check_int("batch_size", batch_size, 1)
-  supersample = _check_int("supersample", supersample, 1)
-  appearance_seed = _check_int("appearance_seed", appearance_seed, 0)
-  if not (np.isscalar(margin) and np.isfinite(margin) and margin >= 0):
-    raise ValueError(f"margin must be a number >= 0 (fraction of the joints' "
-                     f"2D box), got {margin!r}.")
+  frame_step = checks.int_at_least("frame_step", frame_step, 1)
+  crop_size = checks.int_at_least("crop_size", crop_size, 8)
+  batch_size = checks.int_at_least("batch_size", batch_size, 1)
+  supersample = checks.int_at_least("supersample", supersample, 1)
+  appearance_seed = checks.int_at_least("appearance_seed", appearance_seed, 0)
+  margin = checks.number_at_least("margin", margin, 0,
+                                  " (fraction of the joints' 2D box)")
   subject = str(seq.subject)
   if look is not None and (not isinstance(look, str) or not look):
     raise ValueError(f"look must be None or a look's name such as 'S1~2', "
@@ -342,7 +334,7 @@ def render_sequence_examples(
           "(a few metres around the origin).")
     views.append((camera, cam, cam_joints))
   return _render_examples(seq, subject, views, keep, source_rows, crop_size,
-                          appearance_seed, batch_size, float(margin),
+                          appearance_seed, batch_size, margin,
                           supersample, pixel_noise, look or subject)
 
 

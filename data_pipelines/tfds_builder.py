@@ -80,6 +80,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import appearance as appearance_lib
+from data_pipelines import checks
 from data_pipelines import h36m_motion
 from data_pipelines import input_pipeline
 from data_pipelines import npz_files
@@ -316,35 +317,24 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
             f"config {config.name!r}: unknown procedural action(s) {unknown};"
             f" choose from {procedural_motion.ACTION_NAMES}.")
   synthesize.check_cameras(config.cameras)
+  where = f"config {config.name!r}: "
   for field, minimum in (("frame_step", 1), ("crop_size", 8),
                          ("sequences_per_action", 1),
                          ("frames_per_sequence", 2), ("seed", 0),
                          ("body_seed", 0), ("appearance_seed", 0),
                          ("supersample", 1), ("looks_per_subject", 1)):
-    value = getattr(config, field)
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-        or value < minimum):
-      raise ValueError(f"config {config.name!r}: {field} must be an integer "
-                       f">= {minimum}, got {value!r}.")
-  for field in ("margin", "fps"):
-    value = getattr(config, field)
-    ok = (isinstance(value, (int, float, np.number)) and np.isfinite(value)
-          and (value >= 0 if field == "margin" else value > 0))
-    if not ok:
-      raise ValueError(f"config {config.name!r}: {field} must be a "
-                       f"{'non-negative' if field == 'margin' else 'positive'}"
-                       f" number, got {value!r}.")
+    checks.int_at_least(where + field, getattr(config, field), minimum)
+  checks.number_at_least(where + "margin", config.margin, 0,
+                         " (fraction of the box side)")
+  checks.positive_number(where + "fps", config.fps, " (frames per second)")
   for field in ("pixel_noise", "random_yaw"):
-    if not isinstance(getattr(config, field), (bool, np.bool_)):
-      raise ValueError(f"config {config.name!r}: {field} must be True or "
-                       f"False, got {getattr(config, field)!r}.")
+    checks.boolean(where + field, getattr(config, field))
   if config.looks_per_subject > 1 and config.source == "h36m_release":
     raise ValueError(f"config {config.name!r}: looks_per_subject dresses "
                      "rendered people; the h36m_release videos are filmed "
                      "people. Leave it at 1.")
-  if config.placement not in position_motion.PLACEMENTS:
-    raise ValueError(f"config {config.name!r}: placement must be one of "
-                     f"{position_motion.PLACEMENTS}, got {config.placement!r}.")
+  checks.one_of(where + "placement", config.placement,
+                position_motion.PLACEMENTS)
   if config.rig_subject is not None and config.rig_subject not in rig:
     raise ValueError(f"config {config.name!r}: rig_subject "
                      f"{config.rig_subject!r} has no cameras; choose one of "
@@ -524,10 +514,8 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
     config = kwargs.get("config")
     if isinstance(config, StructnetH36mConfig):
       check_config(config)
-    if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-        or batch_size < 1):
-      raise ValueError(f"batch_size must be an integer >= 1 (frames per "
-                       f"render call), got {batch_size!r}.")
+    batch_size = checks.int_at_least("batch_size", batch_size, 1,
+                                     " (frames per render call)")
     self._motion_path = None if motion_path is None else os.fspath(motion_path)
     self._skeleton_path = (None if skeleton_path is None
                            else os.fspath(skeleton_path))
@@ -624,7 +612,7 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
 
   def _plan(self, download_dir, download_config, manual_dir=None):
     """Checks the inputs and lists one job per sequence for each split."""
-    cfg = check_config(self.builder_config)
+    cfg = self.builder_config  # checked by __init__ or make_config
     download_dir = os.fspath(
         download_dir or os.path.join(os.fspath(self.data_dir_root),
                                      "downloads"))
@@ -694,12 +682,10 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
           "no motion_path was given. Pass it to the builder: StructnetH36m("
           "config='h36m_motion', motion_path='.../h36m_expmap_25fps.npz') or "
           "build_dataset('h36m_motion', data_dir, motion_path=...).")
-    path = os.path.expanduser(path)
-    if not os.path.exists(path):
-      raise FileNotFoundError(
-          f"motion_path {path!r} does not exist. Pass the h36m_expmap_25fps"
-          ".npz of the shared data or the folder of the exponential-map "
-          "release (the one holding S1/walking_1.txt, ...).")
+    path = checks.existing_path(
+        "motion_path", os.path.expanduser(path), "Pass the "
+        "h36m_expmap_25fps.npz of the shared data or the folder of the "
+        "exponential-map release (the one holding S1/walking_1.txt, ...).")
     subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
     seqs = h36m_motion.load_expmap_motion(
         path, self._skeleton_path, subjects=subjects, step=cfg.frame_step)
