@@ -141,20 +141,11 @@ def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
         **procedural)
     return [(s, np.arange(0, s.num_frames, frame_step)) for s in seqs]
   from data_pipelines import h36m_motion  # pylint: disable=g-import-not-at-top
-  seqs = h36m_motion.load_expmap_motion(
+  seqs = h36m_motion.select_actions(h36m_motion.load_expmap_motion(
       motion, procedural.get("skeleton_path"), subjects=list(subjects),
-      step=frame_step)
-  seqs = list(seqs.values())
-  if actions is not None:
-    available = sorted({s.action for s in seqs})
-    unknown = [a for a in actions if a.lower() not in available]
-    if unknown:
-      raise ValueError(
-          f"unknown action(s) {unknown} for {motion}; it holds {available}.")
-    wanted = {a.lower() for a in actions}
-    seqs = [s for s in seqs if s.action in wanted]
+      step=frame_step), actions, motion)
   # Loaded sub-sampled already (as tfds_builder does): keep every frame.
-  return [(s, np.arange(s.num_frames)) for s in seqs]
+  return [(s, np.arange(s.num_frames)) for s in seqs.values()]
 
 
 def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
@@ -173,21 +164,12 @@ def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
     rows = getattr(seq, "frame_indices", None)
     rows = (np.arange(seq.num_frames) if rows is None
             else np.asarray(rows).reshape(-1))
-    lifted = synthesize.filmed_world_joints(seq, keep, body_seed=body_seed)
-    rig = synthesize.rig_subject(seq)
-    for camera in cams:
-      cam = cameras_lib.camera_for(rig, camera - 1)
-      cam_joints = synthesize.camera_frame_joints(lifted, cam)
-      if not np.all(cam_joints[..., 2] > 1.0):
-        raise ValueError(
-            f"{subject}/{seq.action}/{seq.subaction} camera {camera}: some "
-            "joints are behind the camera. World joints must be in mm, z up, "
-            "within the capture volume.")
+    for camera, _, cam_joints in synthesize.filmed_views(
+        seq, keep, cams, body_seed=body_seed):
       n = keep.size
       cols["joints"].append(cam_joints.astype(np.float32))
-      cols["pose"].append(
-          (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
-           ).astype(np.float32))
+      cols["pose"].append(poses_lib.root_relative(cam_joints).astype(
+          np.float32))
       cols["view"].append(np.full(n, view_index[(subject, camera)], np.int32))
       cols["look_index"].append(np.full(n, look_of(seq), np.int32))
       cols["subject"].append(np.full(n, subject, object))

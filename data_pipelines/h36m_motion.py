@@ -40,7 +40,7 @@ import functools
 import os
 import re
 import zipfile
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -567,3 +567,28 @@ def load_expmap_motion(
     if archive is not None:
       archive.close()
   return out
+
+
+def select_actions(sequences: Mapping[str, MotionSequence],
+                   actions: Iterable[str] | None,
+                   path: str) -> dict[str, MotionSequence]:
+  """The sequences of ``load_expmap_motion`` whose action is in ``actions``.
+
+  Args:
+    sequences: ``{"S1/walking/1": MotionSequence, ...}``.
+    actions: action names in any case (``"Walking"`` = ``"walking"``); None
+      keeps every sequence.
+    path: the motion file or folder, named in the error.
+
+  Raises:
+    ValueError: an action that none of ``sequences`` has, naming those it has.
+  """
+  if actions is None:
+    return dict(sequences)
+  available = sorted({s.action for s in sequences.values()})
+  unknown = [a for a in actions if a.lower() not in available]
+  if unknown:
+    raise ValueError(
+        f"unknown action(s) {unknown} for {path}; it holds {available}.")
+  wanted = {a.lower() for a in actions}
+  return {k: s for k, s in sequences.items() if s.action in wanted}

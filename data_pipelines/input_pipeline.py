@@ -27,7 +27,8 @@ Entry points:
     the mesh's ``data`` axis, prefetched to the devices.
   * ``batch_fn_from_dataset``: the trainer's ``batch_fn(step)``, a pure
     function of the step (see its docstring for the design).
-  * ``rgb_stats_from_images`` / ``load_rgb_stats``: the RGB statistics.
+  * ``rgb_stats_from_images`` / ``read_rgb_mean_cov``: the RGB statistics
+    (``tfds_builder.load_rgb_stats`` reads a built dataset's whole file).
   * ``*_from_builder``: the same, reading a TFDS builder with per-host splits.
 
 Randomness never comes from stateful TF ops: example ``g`` of this host's
@@ -60,7 +61,7 @@ NUM_JOINTS = 17
 DEFAULT_PCA_NOISE_STD = float(
     inspect.signature(augment.pca_colour_noise).parameters["sigma"].default)
 EVAL_LABEL_KEYS = ("action", "subject", "camera")
-RGB_STATS_FILE = "rgb_stats.json"
+RGB_STATS_FILENAME = "rgb_stats.json"
 
 # Salts so the streams of different purposes never share a stateless seed.
 _SALT_AUGMENT = 0x5354_4155  # "STAU"
@@ -669,12 +670,14 @@ def rgb_stats_from_images(images) -> tuple[np.ndarray, np.ndarray]:
   return shift + mean_d, (cov + cov.T) / 2
 
 
-def load_rgb_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """``(mean [3], cov [3, 3])`` from ``rgb_stats.json`` (a file, or the
-  dataset version directory holding it, e.g. ``builder.data_dir``)."""
+def read_rgb_mean_cov(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(mean [3], cov [3, 3])`` float64 from ``rgb_stats.json`` (a file, or
+  the dataset version directory holding it, e.g. ``builder.data_dir``;
+  ``gs://...`` paths through ``tf.io.gfile``), the covariance checked as
+  ``pca_noise_basis`` needs it."""
   path = os.fspath(path)
   if not path.endswith(".json"):
-    path = os.path.join(path, RGB_STATS_FILE)
+    path = os.path.join(path, RGB_STATS_FILENAME)
   if "://" in path:
     opener = _tf().io.gfile.GFile
   else:
@@ -714,7 +717,7 @@ def _may_shuffle_files(builder) -> bool:
 
 
 def _rgb_cov(builder, rgb_cov):
-  return load_rgb_stats(os.fspath(builder.data_dir))[1] if rgb_cov is None \
+  return read_rgb_mean_cov(os.fspath(builder.data_dir))[1] if rgb_cov is None \
       else rgb_cov
 
 

@@ -65,6 +65,7 @@ import numpy as np
 
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
+from data_pipelines import h36m_motion
 from data_pipelines import npz_files
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
@@ -96,8 +97,11 @@ _LEG_BONES = tuple(i for i, (p, c) in enumerate(poses_lib.BONES)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PositionSequence:
+class PositionSequence(h36m_motion.MotionSequence):
   """One sequence of joint positions, placed in the capture volume.
+
+  The fields of ``h36m_motion.MotionSequence`` (with its ``num_frames`` and
+  ``key``), read from a positions file, and whose cameras film it.
 
   Attributes:
     subject: the key's subject, e.g. ``"P03"`` (also names the rendered
@@ -110,25 +114,11 @@ class PositionSequence:
       under the soles, joint order of ``structnet_jax.poses``.
     rig_subject: the Human3.6M subject whose calibrated cameras film it.
   """
-  subject: str
-  action: str
-  subaction: int
-  fps: float
-  frame_indices: np.ndarray
-  world_joints: np.ndarray
   rig_subject: str
   # How ``synthesize`` films it: the joints as given (no retargeting), with
   # the floor under the soles (no ankle lift).
   retarget: ClassVar[bool] = False
   lift_mm: ClassVar[float] = 0.0
-
-  @property
-  def num_frames(self) -> int:
-    return int(self.world_joints.shape[0])
-
-  @property
-  def key(self) -> str:
-    return f"{self.subject}/{self.action}/{self.subaction}"
 
 
 # ---------------------------------------------------------------------------

@@ -223,6 +223,41 @@ def camera_frame_joints(world_joints, cam: cameras_lib.Camera) -> np.ndarray:
   return (np.asarray(world_joints, np.float64) - centre) @ rotation.T
 
 
+def filmed_views(seq, keep, cameras: Sequence[int], *, body_seed: int = 0,
+                 retarget: bool | None = None, lift_mm: float | None = None
+                 ) -> list[tuple[int, cameras_lib.Camera, np.ndarray]]:
+  """The kept frames of ``seq`` as each camera of its rig sees them.
+
+  Args:
+    seq: a motion sequence (``render_sequence_examples``' ``seq``).
+    keep: ``[K]`` positions in ``seq.world_joints`` to film.
+    cameras: camera numbers 1..4 (checked by the caller).
+    body_seed, retarget, lift_mm: as ``filmed_world_joints``.
+
+  Returns:
+    ``[(camera number, Camera, joints [K, 17, 3] float64 mm in that camera's
+    frame), ...]`` in the order of ``cameras``.
+
+  Raises:
+    ValueError: joints behind (or within 1 mm of) a camera, naming the
+      sequence and the camera.
+  """
+  lifted = filmed_world_joints(seq, keep, body_seed=body_seed,
+                               retarget=retarget, lift_mm=lift_mm)
+  rig = rig_subject(seq)
+  views = []
+  for camera in cameras:
+    cam = cameras_lib.camera_for(rig, camera - 1)
+    cam_joints = camera_frame_joints(lifted, cam)
+    if not np.all(cam_joints[..., 2] > 1.0):
+      raise ValueError(
+          f"{seq.subject}/{seq.action}/{seq.subaction} camera {camera}: some "
+          "joints are behind the camera. World joints must be in mm, z up, "
+          "within the capture volume (a few metres around the origin).")
+    views.append((camera, cam, cam_joints))
+  return views
+
+
 def _pixel_noise(image, std, seed_words):
   """Adds Gaussian pixel noise of ``std`` (colour units) to a uint8 image."""
   rng = np.random.default_rng(seed_words)
@@ -299,7 +334,7 @@ def render_sequence_examples(
   if look is not None and (not isinstance(look, str) or not look):
     raise ValueError(f"look must be None or a look's name such as 'S1~2', "
                      f"got {look!r}.")
-  rig = rig_subject(seq)
+  rig_subject(seq)  # checked before anything is rendered
   world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
   if world.ndim != 3:
     raise ValueError(f"world_joints must have shape [T, 17, 3] mm, got "
@@ -321,18 +356,8 @@ def render_sequence_examples(
     raise ValueError(f"frame_indices has {source_rows.shape[0]} entries for "
                      f"{num} frames.")
 
-  lifted = filmed_world_joints(seq, keep, body_seed=body_seed,
-                               retarget=retarget, lift_mm=lift_mm)
-  views = []
-  for camera in cams:
-    cam = cameras_lib.camera_for(rig, camera - 1)
-    cam_joints = camera_frame_joints(lifted, cam)
-    if not np.all(cam_joints[..., 2] > 1.0):
-      raise ValueError(
-          f"{subject} camera {camera}: some joints are behind the camera. "
-          "World joints must be in mm, z up, within the capture volume "
-          "(a few metres around the origin).")
-    views.append((camera, cam, cam_joints))
+  views = filmed_views(seq, keep, cams, body_seed=body_seed,
+                       retarget=retarget, lift_mm=lift_mm)
   return _render_examples(seq, subject, views, keep, source_rows, crop_size,
                           appearance_seed, batch_size, margin,
                           supersample, pixel_noise, look or subject)
@@ -349,8 +374,7 @@ def _render_examples(seq, subject, views, keep, source_rows, crop_size,
   for camera, cam, cam_joints in views:
     rotation, translation = cameras_lib.extrinsics(cam)
     floor = render.floor_from_extrinsics(rotation, translation)
-    poses = (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
-             ).astype(np.float32)
+    poses = poses_lib.root_relative(cam_joints).astype(np.float32)
     for start in range(0, keep.size, batch_size):
       stop = min(start + batch_size, keep.size)
       chunk = cam_joints[start:stop].astype(np.float32)

@@ -86,6 +86,7 @@ from data_pipelines import input_pipeline
 from data_pipelines import npz_files
 from data_pipelines import position_motion
 from data_pipelines import procedural_motion
+from data_pipelines import sources
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
 
@@ -93,8 +94,6 @@ DATASET_NAME = "structnet_h36m"
 SOURCES = ("procedural", "h36m_motion", "positions", "h36m_release")
 TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
-POSE_SPACE_FILENAME = "pose_space.npy"
-RGB_STATS_FILENAME = "rgb_stats.json"
 CACHE_DIRNAME = "structnet_h36m_render_cache"
 # Bump when the cached example format or the rendering changes.
 _CACHE_FORMAT = 1
@@ -674,42 +673,39 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         seed=cfg.seed, body_seed=cfg.body_seed)
     return self._jobs_for(seqs, cfg, frame_step=cfg.frame_step)
 
-  def _motion_jobs(self, cfg):
+  def _given_motion_path(self, cfg, what: str, fix: str) -> str:
+    """The motion file of ``cfg`` (the builder's ``motion_path`` first, then
+    the config's), ``~`` expanded; ``what`` and ``fix`` say in the error what
+    the config renders and how to pass the file."""
     path = self._motion_path or cfg.motion_path
     if not path:
-      raise ValueError(
-          f"config {cfg.name!r} renders Human3.6M exponential-map motion but "
-          "no motion_path was given. Pass it to the builder: StructnetH36m("
-          "config='h36m_motion', motion_path='.../h36m_expmap_25fps.npz') or "
-          "build_dataset('h36m_motion', data_dir, motion_path=...).")
+      raise ValueError(f"config {cfg.name!r} renders {what} but no "
+                       f"motion_path was given. {fix}")
+    return os.path.expanduser(path)
+
+  def _motion_jobs(self, cfg):
+    path = self._given_motion_path(
+        cfg, "Human3.6M exponential-map motion", "Pass it to the builder: "
+        "StructnetH36m(config='h36m_motion', motion_path='.../"
+        "h36m_expmap_25fps.npz') or build_dataset('h36m_motion', data_dir, "
+        "motion_path=...).")
     path = checks.existing_path(
-        "motion_path", os.path.expanduser(path), "Pass the "
+        "motion_path", path, "Pass the "
         "h36m_expmap_25fps.npz of the shared data or the folder of the "
         "exponential-map release (the one holding S1/walking_1.txt, ...).")
     subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
     seqs = h36m_motion.load_expmap_motion(
         path, self._skeleton_path, subjects=subjects, step=cfg.frame_step)
-    if cfg.actions is not None:
-      available = sorted({s.action for s in seqs.values()})
-      unknown = [a for a in cfg.actions if a.lower() not in available]
-      if unknown:
-        raise ValueError(
-            f"unknown action(s) {unknown} for {path}; it holds {available}.")
-      wanted = {a.lower() for a in cfg.actions}
-      seqs = {k: s for k, s in seqs.items() if s.action in wanted}
+    seqs = h36m_motion.select_actions(seqs, cfg.actions, path)
     # Loaded sub-sampled already: every loaded frame is rendered.
     return (self._jobs_for(seqs.values(), cfg, frame_step=1),
             _source_identity(path))
 
   def _positions_jobs(self, cfg):
-    path = self._motion_path or cfg.motion_path
-    if not path:
-      raise ValueError(
-          f"config {cfg.name!r} renders 17-joint position sequences but no "
-          "motion_path was given. Pass the .npz to the builder: "
-          "build_dataset('positions', data_dir, motion_path='my_motion.npz') "
-          "(experiments: --config.data.motion_path=my_motion.npz).")
-    path = os.path.expanduser(path)
+    path = self._given_motion_path(
+        cfg, "17-joint position sequences", "Pass the .npz to the builder: "
+        "build_dataset('positions', data_dir, motion_path='my_motion.npz') "
+        "(experiments: --config.data.motion_path=my_motion.npz).")
     subjects = None if cfg.test_subjects is None else list(
         cfg.train_subjects + cfg.test_subjects)
     available = sorted({k[0] for k in position_motion.sequence_keys(path)})
@@ -797,25 +793,26 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         for start in range(0, images.shape[0], 256):
           yield images[start:start + 256]
 
+    pose_file = sources.POSE_SPACE_FILENAME
+    stats_file = input_pipeline.RGB_STATS_FILENAME
     if not self._jobs["train"]:  # an evaluation-only positions dataset
-      with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
+      with open(os.path.join(out_dir, pose_file), "wb") as f:
         np.save(f, np.zeros((0, poses_lib.NUM_JOINTS, 3), np.float32))
-      logging.info("No train split: wrote an empty %s and no %s",
-                   POSE_SPACE_FILENAME, RGB_STATS_FILENAME)
+      logging.info("No train split: wrote an empty %s and no %s", pose_file,
+                   stats_file)
       return
     mean, cov = input_pipeline.rgb_stats_from_images(train_images())
     pose_space = np.concatenate(poses).astype(np.float32)
-    with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
+    with open(os.path.join(out_dir, pose_file), "wb") as f:
       np.save(f, pose_space)
     stats = {"mean": mean.tolist(), "cov": cov.tolist(),
              "num_pixels": int(num_pixels), "num_images": int(pose_space.shape[0]),
              "description": "RGB in [0, 1] of all training-split pixels: "
                             "mean and sample covariance."}
-    with open(os.path.join(out_dir, RGB_STATS_FILENAME), "w",
-              encoding="utf-8") as f:
+    with open(os.path.join(out_dir, stats_file), "w", encoding="utf-8") as f:
       json.dump(stats, f, indent=1)
-    logging.info("Wrote %s (%d training poses) and %s", POSE_SPACE_FILENAME,
-                 pose_space.shape[0], RGB_STATS_FILENAME)
+    logging.info("Wrote %s (%d training poses) and %s", pose_file,
+                 pose_space.shape[0], stats_file)
 
 
 def _bind(fn, *args, **kwargs) -> Callable[[], Iterable[dict]]:
@@ -909,7 +906,7 @@ def dataset_dir(data_dir_or_builder, config: str | StructnetH36mConfig =
   if isinstance(data_dir_or_builder, tfds.core.DatasetBuilder):
     return os.fspath(data_dir_or_builder.data_dir)
   path = os.path.expanduser(os.fspath(data_dir_or_builder))
-  if os.path.isfile(os.path.join(path, POSE_SPACE_FILENAME)):
+  if os.path.isfile(os.path.join(path, sources.POSE_SPACE_FILENAME)):
     return path
   name = config.name if isinstance(config, tfds.core.BuilderConfig) else config
   config_dir = os.path.join(path, DATASET_NAME, name)
@@ -920,12 +917,13 @@ def dataset_dir(data_dir_or_builder, config: str | StructnetH36mConfig =
         version = tfds.core.Version(v)
       except ValueError:
         continue
-      if os.path.isfile(os.path.join(config_dir, v, POSE_SPACE_FILENAME)):
+      if os.path.isfile(os.path.join(config_dir, v,
+                                     sources.POSE_SPACE_FILENAME)):
         versions.append((version, v))
   if not versions:
     raise FileNotFoundError(
         f"no built {DATASET_NAME}/{name} dataset under {path!r} (looked for "
-        f"{config_dir}/<version>/{POSE_SPACE_FILENAME}). Build it with "
+        f"{config_dir}/<version>/{sources.POSE_SPACE_FILENAME}). Build it with "
         f"build_dataset({name!r}, {path!r}), or pass the builder or its "
         "version directory.")
   return os.path.join(config_dir, max(versions)[1])
@@ -937,7 +935,7 @@ def load_pose_space(data_dir_or_builder, config="procedural") -> np.ndarray:
   Args: as ``dataset_dir``.
   """
   path = os.path.join(dataset_dir(data_dir_or_builder, config),
-                      POSE_SPACE_FILENAME)
+                      sources.POSE_SPACE_FILENAME)
   return poses_lib.check_poses(np.load(path, allow_pickle=False),
                                path).astype(np.float32)
 
@@ -951,7 +949,7 @@ def load_rgb_stats(data_dir_or_builder, config="procedural") -> dict[str, Any]:
   Args: as ``dataset_dir``.
   """
   path = os.path.join(dataset_dir(data_dir_or_builder, config),
-                      RGB_STATS_FILENAME)
+                      input_pipeline.RGB_STATS_FILENAME)
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"{path} does not exist: the dataset has no train split (an "

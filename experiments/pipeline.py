@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 
+from data_pipelines import sources
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import distributed
@@ -48,7 +49,6 @@ from structnet_jax import xla_cpu
 SOURCES = ("blobs", "tfds", "render")
 REGRESSION_ROW = "Regression net (stage 1)"
 LINKDE_ROW = "LinKDE"
-POSE_SPACE_FILE = "pose_space.npy"
 EVAL_DIRNAME = "eval"
 # Data fields that do not change which examples a split holds.
 _DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std")
@@ -294,7 +294,7 @@ class Run:
     its training poses (``<workdir>/pose_space.npy`` when evaluating other
     data)."""
     if self._candidates is None:
-      path = os.path.join(self.workdir, POSE_SPACE_FILE)
+      path = os.path.join(self.workdir, sources.POSE_SPACE_FILENAME)
       if self.trained_config is not None and files.exists(path):
         space = np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
       else:
@@ -337,7 +337,7 @@ class Run:
   def save_pose_space(self) -> str:
     """``<workdir>/pose_space.npy``: the candidate poses ``[N, 17, 3]`` mm,
     so ``experiments.predict`` needs only the workdir."""
-    path = os.path.join(self.workdir, POSE_SPACE_FILE)
+    path = os.path.join(self.workdir, sources.POSE_SPACE_FILENAME)
     if not files.exists(path) and distributed.is_main_process():
       files.write_atomic(path, lambda f: np.save(f, self.candidates))
     return path
