@@ -18,7 +18,10 @@ things, whatever the data is:
   the evaluation's progress lines).
 
 ``TfdsSource`` serves them from the dataset written by
-``tfds_builder.build_dataset`` (building it first when it is not there), with
+``tfds_builder.build_dataset`` (building it first when it is not there) from
+any of its sources (``tfds_builder.SOURCES``): procedural motion, Human3.6M
+exponential-map motion, a joint-positions ``.npz``, or the official release;
+with
 the tf.data pipeline of ``input_pipeline``: random ``crop x crop`` windows and
 PCA colour noise from the dataset's stored RGB covariance for training, the
 centre crop for evaluation.

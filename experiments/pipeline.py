@@ -59,12 +59,15 @@ def make_source(config):
 
   ``"blobs"``: generated image-pose pairs (``data_pipelines/blobs.py``), no
   files. ``"tfds"``: the ``structnet_h36m`` TFDS dataset of config
-  ``config.data.tfds_config`` in ``config.data.data_dir``, rendered (or read
-  from the official release) first when it is not there. ``"render"``: the
-  same people rendered and augmented in JAX on the device at every step
-  (``data_pipelines/device_source.py``; no TensorFlow, for accelerators),
-  from ``config.data.motion_path`` (an exp-map ``.npz`` or folder, or a
-  joint-positions ``.npz``) or, when that is empty, from procedural motion.
+  ``config.data.tfds_config`` (procedural, h36m_motion, positions or
+  h36m_release) in ``config.data.data_dir``, rendered from the motion or
+  joint positions of ``config.data.motion_path`` (or read from the official
+  release in ``config.data.manual_dir``) first when it is not there.
+  ``"render"``: the same people rendered and augmented in JAX on the device
+  at every step (``data_pipelines/device_source.py``; no TensorFlow, for
+  accelerators), from ``config.data.motion_path`` (an exp-map ``.npz`` or
+  folder, or a joint-positions ``.npz``) or, when that is empty, from
+  procedural motion.
   """
   d = config.data
   options = {k: d[k] for k in ("frame_step", "sequences_per_action",
