@@ -9,8 +9,8 @@ lift, or none for positions, same camera-frame joints, subject appearance,
 room floor, crop box and renderer), but the images are rendered on the device,
 every training step, instead of once into files.
 
-It has the interface of the experiments layer (``experiments/pipeline.py``;
-see ``tfds_source`` and ``blobs.BlobSource``):
+It has the interface of the experiments layer (``sources.Source``, opened by
+``sources.from_config`` for ``config.data.source = "render"``):
 
 * ``pose_space``: ``[N, 17, 3]`` float32 mm, every training pose label (the
   candidate set Y), in the order sequence (subject, action, subaction), then
@@ -70,11 +70,10 @@ from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
 from data_pipelines import position_motion
 from data_pipelines import render
+from data_pipelines import sources
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
 
-TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
-TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -310,8 +309,8 @@ class RenderSource:
 
   @classmethod
   def create(cls, motion: str | os.PathLike = "procedural", *,
-             train_subjects: Sequence[str] = TRAIN_SUBJECTS,
-             test_subjects: Sequence[str] = TEST_SUBJECTS,
+             train_subjects: Sequence[str] = sources.TRAIN_SUBJECTS,
+             test_subjects: Sequence[str] = sources.TEST_SUBJECTS,
              actions: Sequence[str] | None = None,
              cameras: Sequence[int] = synthesize.CAMERAS,
              frame_step: int = 5,

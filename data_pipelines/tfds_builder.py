@@ -92,8 +92,6 @@ from structnet_jax import poses as poses_lib
 
 DATASET_NAME = "structnet_h36m"
 SOURCES = ("procedural", "h36m_motion", "positions", "h36m_release")
-TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
-TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
 CACHE_DIRNAME = "structnet_h36m_render_cache"
 # Bump when the cached example format or the rendering changes.
 _CACHE_FORMAT = 1
@@ -182,8 +180,8 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
       positions files are each their own data).
   """
   source: str = "procedural"
-  train_subjects: tuple[str, ...] = TRAIN_SUBJECTS
-  test_subjects: tuple[str, ...] | None = TEST_SUBJECTS
+  train_subjects: tuple[str, ...] = sources.TRAIN_SUBJECTS
+  test_subjects: tuple[str, ...] | None = sources.TEST_SUBJECTS
   actions: tuple[str, ...] | None = None
   cameras: tuple[int, ...] = synthesize.CAMERAS
   frame_step: int = 5
