@@ -140,9 +140,10 @@ def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
         **procedural)
     return [(s, np.arange(0, s.num_frames, frame_step)) for s in seqs]
   from data_pipelines import h36m_motion  # pylint: disable=g-import-not-at-top
-  seqs = h36m_motion.select_actions(h36m_motion.load_expmap_motion(
+  seqs = h36m_motion.load_expmap_motion(
       motion, procedural.get("skeleton_path"), subjects=list(subjects),
-      step=frame_step), actions, motion)
+      step=frame_step)
+  seqs = h36m_motion.select_actions(seqs, actions, motion)
   # Loaded sub-sampled already (as tfds_builder does): keep every frame.
   return [(s, np.arange(s.num_frames)) for s in seqs.values()]
 
@@ -386,8 +387,10 @@ class RenderSource:
                        "test_subjects; the splits must not share people.")
     cams = synthesize.check_cameras(cameras)
     frame_step = checks.int_at_least("frame_step", frame_step, 1)
-    test_frame_step = (frame_step if test_frame_step is None else
-                       checks.int_at_least("test_frame_step", test_frame_step, 1))
+    if test_frame_step is None:
+      test_frame_step = frame_step
+    test_frame_step = checks.int_at_least("test_frame_step", test_frame_step,
+                                          1)
     image_size = checks.int_at_least("image_size", image_size, 8)
     crop = checks.int_at_least("crop", crop, 1)
     if crop > image_size:
@@ -399,7 +402,8 @@ class RenderSource:
     appearance_seed = checks.int_at_least("appearance_seed", appearance_seed, 0)
     body_seed = checks.int_at_least("body_seed", body_seed, 0)
     seed = checks.int_at_least("seed", seed, 0)
-    looks_per_subject = checks.int_at_least("looks_per_subject", looks_per_subject, 1)
+    looks_per_subject = checks.int_at_least("looks_per_subject",
+                                            looks_per_subject, 1)
     pca_noise_std = checks.number_at_least("pca_noise_std", pca_noise_std, 0)
     margin = checks.number_at_least(
         "margin", margin, 0, " (fraction of the joints' 2D box)")

@@ -1,4 +1,4 @@
-"""The costs of paper section 3.4-3.5: margin, most-violated pose, Eq. 6, Eq. 11.
+"""The costs of paper sections 3.4-3.5: margin, most-violated pose, Eqs. 6, 11.
 
 ``train.max_margin_cost`` sums them into Eq. 12 over a batch: the mean of
 Eq. 6 plus ``loss.pose_weight`` (lambda) times the mean of Eq. 11. Eq. 12's
