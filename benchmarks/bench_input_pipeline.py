@@ -99,7 +99,7 @@ def tfds_builder(path: str, examples: dict[str, np.ndarray], size: int):
       name=name, version=version, features=features,
       split_datasets={"train": ds}, data_dir=root)
   mean, cov = ip.rgb_stats_from_images(examples["image"])
-  with open(os.path.join(builder.data_dir, ip.RGB_STATS_FILE), "w") as f:
+  with open(os.path.join(builder.data_dir, ip.RGB_STATS_FILENAME), "w") as f:
     json.dump({"mean": mean.tolist(), "cov": cov.tolist()}, f)
   return tfds.builder_from_directory(builder.data_dir)
 

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipelines import checks
 from structnet_jax import poses as poses_lib
 
 NUM_JOINTS = poses_lib.NUM_JOINTS
@@ -164,10 +165,7 @@ class BodyShape:
 
   def __post_init__(self):
     for f in dataclasses.fields(self):
-      v = getattr(self, f.name)
-      if not np.isfinite(v) or v <= 0:
-        raise ValueError(
-            f"BodyShape.{f.name} must be a positive finite number, got {v!r}.")
+      checks.positive_number(f"BodyShape.{f.name}", getattr(self, f.name))
 
 
 def subject_body(subject_name: str, seed: int = 0) -> BodyShape:
@@ -181,8 +179,7 @@ def subject_body(subject_name: str, seed: int = 0) -> BodyShape:
     raise ValueError(
         f"subject_name must be a non-empty string such as 'S1', got "
         f"{subject_name!r}.")
-  if int(seed) != seed or seed < 0:
-    raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+  seed = checks.int_at_least("seed", seed, 0)
   rng = np.random.default_rng(
       [int(seed), zlib.crc32(subject_name.encode("utf-8"))])
   stature = float(np.clip(rng.normal(1700.0, 80.0), 1500.0, 1900.0))

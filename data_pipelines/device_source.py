@@ -9,8 +9,8 @@ lift, or none for positions, same camera-frame joints, subject appearance,
 room floor, crop box and renderer), but the images are rendered on the device,
 every training step, instead of once into files.
 
-It has the interface of the experiments layer (``experiments/pipeline.py``;
-see ``tfds_source`` and ``blobs.BlobSource``):
+It has the interface of the experiments layer (``sources.Source``, opened by
+``sources.from_config`` for ``config.data.source = "render"``):
 
 * ``pose_space``: ``[N, 17, 3]`` float32 mm, every training pose label (the
   candidate set Y), in the order sequence (subject, action, subaction), then
@@ -67,13 +67,13 @@ import numpy as np
 from data_pipelines import appearance as appearance_lib
 from data_pipelines import augment
 from data_pipelines import cameras as cameras_lib
+from data_pipelines import checks
 from data_pipelines import position_motion
 from data_pipelines import render
+from data_pipelines import sources
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
 
-TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
-TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -103,13 +103,6 @@ class SplitArrays:
 
   def __len__(self) -> int:
     return int(self.pose.shape[0])
-
-
-def _check_int(name, value, minimum):
-  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-      or value < minimum):
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-  return int(value)
 
 
 def _check_subjects(name, subjects, *, any_name: bool = False
@@ -150,17 +143,9 @@ def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
   seqs = h36m_motion.load_expmap_motion(
       motion, procedural.get("skeleton_path"), subjects=list(subjects),
       step=frame_step)
-  seqs = list(seqs.values())
-  if actions is not None:
-    available = sorted({s.action for s in seqs})
-    unknown = [a for a in actions if a.lower() not in available]
-    if unknown:
-      raise ValueError(
-          f"unknown action(s) {unknown} for {motion}; it holds {available}.")
-    wanted = {a.lower() for a in actions}
-    seqs = [s for s in seqs if s.action in wanted]
+  seqs = h36m_motion.select_actions(seqs, actions, motion)
   # Loaded sub-sampled already (as tfds_builder does): keep every frame.
-  return [(s, np.arange(s.num_frames)) for s in seqs]
+  return [(s, np.arange(s.num_frames)) for s in seqs.values()]
 
 
 def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
@@ -174,28 +159,17 @@ def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
     if keep.size == 0:
       continue
     subject = seq.subject
-    world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
-    if world.ndim != 3:
-      raise ValueError(f"{subject}/{seq.action}: world_joints must have shape "
-                       f"[T, 17, 3] mm, got {world.shape}.")
+    # The loaders (procedural, h36m_motion, position_motion) checked the
+    # joints: [T, 17, 3] mm, finite.
     rows = getattr(seq, "frame_indices", None)
-    rows = (np.arange(world.shape[0]) if rows is None
+    rows = (np.arange(seq.num_frames) if rows is None
             else np.asarray(rows).reshape(-1))
-    lifted = synthesize.filmed_world_joints(seq, keep, body_seed=body_seed)
-    rig = synthesize.rig_subject(seq)
-    for camera in cams:
-      cam = cameras_lib.camera_for(rig, camera - 1)
-      cam_joints = synthesize.camera_frame_joints(lifted, cam)
-      if not np.all(cam_joints[..., 2] > 1.0):
-        raise ValueError(
-            f"{subject}/{seq.action}/{seq.subaction} camera {camera}: some "
-            "joints are behind the camera. World joints must be in mm, z up, "
-            "within the capture volume.")
+    for camera, _, cam_joints in synthesize.filmed_views(
+        seq, keep, cams, body_seed=body_seed):
       n = keep.size
       cols["joints"].append(cam_joints.astype(np.float32))
-      cols["pose"].append(
-          (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
-           ).astype(np.float32))
+      cols["pose"].append(poses_lib.root_relative(cam_joints).astype(
+          np.float32))
       cols["view"].append(np.full(n, view_index[(subject, camera)], np.int32))
       cols["look_index"].append(np.full(n, look_of(seq), np.int32))
       cols["subject"].append(np.full(n, subject, object))
@@ -336,8 +310,8 @@ class RenderSource:
 
   @classmethod
   def create(cls, motion: str | os.PathLike = "procedural", *,
-             train_subjects: Sequence[str] = TRAIN_SUBJECTS,
-             test_subjects: Sequence[str] = TEST_SUBJECTS,
+             train_subjects: Sequence[str] = sources.TRAIN_SUBJECTS,
+             test_subjects: Sequence[str] = sources.TEST_SUBJECTS,
              actions: Sequence[str] | None = None,
              cameras: Sequence[int] = synthesize.CAMERAS,
              frame_step: int = 5,
@@ -412,31 +386,28 @@ class RenderSource:
       raise ValueError(f"subject(s) {overlap} are in both train_subjects and "
                        "test_subjects; the splits must not share people.")
     cams = synthesize.check_cameras(cameras)
-    frame_step = _check_int("frame_step", frame_step, 1)
-    test_frame_step = (frame_step if test_frame_step is None else
-                       _check_int("test_frame_step", test_frame_step, 1))
-    image_size = _check_int("image_size", image_size, 8)
-    crop = _check_int("crop", crop, 1)
+    frame_step = checks.int_at_least("frame_step", frame_step, 1)
+    if test_frame_step is None:
+      test_frame_step = frame_step
+    test_frame_step = checks.int_at_least("test_frame_step", test_frame_step,
+                                          1)
+    image_size = checks.int_at_least("image_size", image_size, 8)
+    crop = checks.int_at_least("crop", crop, 1)
     if crop > image_size:
       raise ValueError(f"crop={crop} is larger than image_size={image_size}; "
                        "the network input is a window of the rendered crop.")
-    supersample = _check_int("supersample", supersample, 1)
-    render_chunk = _check_int("render_chunk", render_chunk, 1)
-    rgb_sample_size = _check_int("rgb_sample_size", rgb_sample_size, 1)
-    appearance_seed = _check_int("appearance_seed", appearance_seed, 0)
-    body_seed = _check_int("body_seed", body_seed, 0)
-    seed = _check_int("seed", seed, 0)
-    looks_per_subject = _check_int("looks_per_subject", looks_per_subject, 1)
-    if not (np.isscalar(pca_noise_std) and np.isfinite(pca_noise_std)
-            and pca_noise_std >= 0):
-      raise ValueError(f"pca_noise_std must be a finite number >= 0, got "
-                       f"{pca_noise_std!r}.")
-    if not (np.isscalar(margin) and np.isfinite(margin) and margin >= 0):
-      raise ValueError(f"margin must be a number >= 0 (fraction of the "
-                       f"joints' 2D box), got {margin!r}.")
-    if not isinstance(pixel_noise, (bool, np.bool_)):
-      raise ValueError(f"pixel_noise must be True or False, got "
-                       f"{pixel_noise!r}.")
+    supersample = checks.int_at_least("supersample", supersample, 1)
+    render_chunk = checks.int_at_least("render_chunk", render_chunk, 1)
+    rgb_sample_size = checks.int_at_least("rgb_sample_size", rgb_sample_size, 1)
+    appearance_seed = checks.int_at_least("appearance_seed", appearance_seed, 0)
+    body_seed = checks.int_at_least("body_seed", body_seed, 0)
+    seed = checks.int_at_least("seed", seed, 0)
+    looks_per_subject = checks.int_at_least("looks_per_subject",
+                                            looks_per_subject, 1)
+    pca_noise_std = checks.number_at_least("pca_noise_std", pca_noise_std, 0)
+    margin = checks.number_at_least(
+        "margin", margin, 0, " (fraction of the joints' 2D box)")
+    pixel_noise = checks.boolean("pixel_noise", pixel_noise)
     if actions is not None:
       if isinstance(actions, str):
         actions = (actions,)
@@ -448,12 +419,11 @@ class RenderSource:
       if not isinstance(motion, (str, os.PathLike)):
         raise ValueError(f"motion must be 'procedural' or the path of an "
                          f"exponential-map .npz or folder, got {motion!r}.")
-      motion = os.path.expanduser(os.fspath(motion))
-      if not os.path.exists(motion):
-        raise ValueError(
-            f"motion path {motion!r} does not exist. Pass 'procedural' or "
-            "the h36m_expmap_25fps.npz of the shared data or the folder of "
-            "the exponential-map release (the one holding S1/walking_1.txt).")
+      motion = checks.existing_path(
+          "motion path", os.path.expanduser(os.fspath(motion)),
+          "Pass 'procedural' or the h36m_expmap_25fps.npz of the shared data "
+          "or the folder of the exponential-map release (the one holding "
+          "S1/walking_1.txt).")
       if positions:
         options = dict(placement=placement, random_yaw=random_yaw, seed=seed,
                        cameras=cams, rig_subject=rig_subject)
@@ -520,8 +490,8 @@ class RenderSource:
         pose_space=splits["train"].pose, splits=splits, subjects=subjects,
         looks=looks,
         cameras=cams, image_size=image_size, crop=crop,
-        supersample=supersample, margin=float(margin),
-        pca_noise_std=float(pca_noise_std), pixel_noise=bool(pixel_noise),
+        supersample=supersample, margin=margin,
+        pca_noise_std=pca_noise_std, pixel_noise=pixel_noise,
         appearance_seed=appearance_seed, render_chunk=render_chunk,
         eigvals=np.ones(3, np.float32), eigvecs=np.eye(3, dtype=np.float32),
         rgb_cov=np.zeros((3, 3), np.float32), _tables=tables, _device=device)
@@ -583,9 +553,9 @@ class RenderSource:
     [B, 17, 3] mm, "pose_2d": float32 [B, 17, 2] crop pixels}`` as device
     arrays.
     """
-    batch_size = _check_int("batch_size", batch_size, 1)
-    step = _check_int("step", step, 0)
-    seed = _check_int("seed", seed, 0)
+    batch_size = checks.int_at_least("batch_size", batch_size, 1)
+    step = checks.int_at_least("step", step, 0)
+    seed = checks.int_at_least("seed", seed, 0)
     # Three jitted calls, all on the device (dispatched asynchronously): the
     # indices, the renderer (its compilation shared with evaluation batches
     # of the same size) and the augmentation.
@@ -610,7 +580,7 @@ class RenderSource:
     """Every example of ``split`` once, in order, centre-cropped; the last
     batch is padded (repeating the last example) and ``mask`` marks the real
     ones. Sensor noise (if on) is fixed per example."""
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = checks.int_at_least("batch_size", batch_size, 1)
     arrays = self._split(split)
     n = len(arrays)
     for start in range(0, n, batch_size):

@@ -40,12 +40,13 @@ import functools
 import os
 import re
 import zipfile
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipelines import checks
 from data_pipelines import kinematics
 from data_pipelines import npz_files
 
@@ -500,23 +501,16 @@ def load_expmap_motion(
     ValueError: unreadable file, rows that are not 99 numbers, NaNs (naming
       the sequence and frame), an unknown subject, a bad option.
   """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"motion path {path!r} does not exist. Pass the h36m_expmap_25fps.npz "
-        "of the shared data or the folder of the exponential-map release "
-        "(the one holding S1/walking_1.txt, ...).")
-  if (isinstance(step, bool) or not isinstance(step, (int, np.integer))
-      or step < 1):
-    raise ValueError(f"step must be a positive integer (keep every step-th "
-                     f"frame), got {step!r}.")
-  if root_substeps is not None and (
-      isinstance(root_substeps, bool)
-      or not isinstance(root_substeps, (int, np.integer)) or root_substeps < 1):
-    raise ValueError(f"root_substeps must be a positive integer (or None for "
-                     f"the source's default), got {root_substeps!r}.")
-  if fps is not None and not fps > 0:
-    raise ValueError(f"fps must be positive, got {fps!r}.")
+  path = checks.existing_path(
+      "motion path", path, "Pass the h36m_expmap_25fps.npz of the shared "
+      "data or the folder of the exponential-map release (the one holding "
+      "S1/walking_1.txt, ...).")
+  step = checks.int_at_least("step", step, 1, " (keep every step-th frame)")
+  if root_substeps is not None:
+    checks.int_at_least("root_substeps", root_substeps, 1,
+                        " (or None for the source's default)")
+  if fps is not None:
+    checks.positive_number("fps", fps, " (frames per second)")
   if floor_window_s is not None and not floor_window_s > 0:
     raise ValueError(f"floor_window_s must be positive seconds or None, got "
                      f"{floor_window_s!r}.")
@@ -573,3 +567,28 @@ def load_expmap_motion(
     if archive is not None:
       archive.close()
   return out
+
+
+def select_actions(sequences: Mapping[str, MotionSequence],
+                   actions: Iterable[str] | None,
+                   path: str) -> dict[str, MotionSequence]:
+  """The sequences of ``load_expmap_motion`` whose action is in ``actions``.
+
+  Args:
+    sequences: ``{"S1/walking/1": MotionSequence, ...}``.
+    actions: action names in any case (``"Walking"`` = ``"walking"``); None
+      keeps every sequence.
+    path: the motion file or folder, named in the error.
+
+  Raises:
+    ValueError: an action that none of ``sequences`` has, naming those it has.
+  """
+  if actions is None:
+    return dict(sequences)
+  available = sorted({s.action for s in sequences.values()})
+  unknown = [a for a in actions if a.lower() not in available]
+  if unknown:
+    raise ValueError(
+        f"unknown action(s) {unknown} for {path}; it holds {available}.")
+  wanted = {a.lower() for a in actions}
+  return {k: s for k, s in sequences.items() if s.action in wanted}

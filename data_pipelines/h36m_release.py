@@ -66,6 +66,7 @@ import jax
 import numpy as np
 
 from data_pipelines import cameras as cameras_lib
+from data_pipelines import checks
 from data_pipelines import kinematics
 from data_pipelines import render
 from structnet_jax import poses as poses_lib
@@ -218,11 +219,9 @@ def find_sequences(manual_dir: str | os.PathLike,
                        f"(data_pipelines/h36m_cameras.json) has "
                        f"{known_subjects}.")
 
-  root = os.fspath(manual_dir)
-  if not os.path.isdir(root):
-    raise FileNotFoundError(
-        f"Human3.6M folder {root!r} does not exist. Download the official "
-        f"release and pass its folder as manual_dir. {_LAYOUT}")
+  root = checks.existing_path(
+      "Human3.6M folder", manual_dir, "Download the official release and "
+      f"pass its folder as manual_dir. {_LAYOUT}", kind="dir")
   if subjects is None:
     present = [d for d in os.listdir(root)
                if _SUBJECT_RE.match(d) and os.path.isdir(os.path.join(root, d))]
@@ -245,17 +244,15 @@ def find_sequences(manual_dir: str | os.PathLike,
 
 
 def _subject_sequences(root, subject, actions, cameras, rig_ids):
-  subject_dir = os.path.join(root, subject)
-  if not os.path.isdir(subject_dir):
-    raise FileNotFoundError(
-        f"subject folder {subject_dir!r} does not exist. Extract {subject}'s "
-        f"archives of the release there, or leave {subject} out of subjects. "
-        + _LAYOUT)
-  pose_dir = os.path.join(subject_dir, "MyPoseFeatures", "D3_Positions")
-  if not os.path.isdir(pose_dir):
-    raise FileNotFoundError(
-        f"pose folder {pose_dir!r} does not exist. Extract {subject}'s 'D3 "
-        f"Positions' pose archive of the release into {root!r}. " + _LAYOUT)
+  subject_dir = checks.existing_path(
+      "subject folder", os.path.join(root, subject),
+      f"Extract {subject}'s archives of the release there, or leave "
+      f"{subject} out of subjects. " + _LAYOUT, kind="dir")
+  pose_dir = checks.existing_path(
+      "pose folder", os.path.join(subject_dir, "MyPoseFeatures",
+                                  "D3_Positions"),
+      f"Extract {subject}'s 'D3 Positions' pose archive of the release into "
+      f"{root!r}. " + _LAYOUT, kind="dir")
   stems = sorted(f[:-4] for f in os.listdir(pose_dir)
                  if f.lower().endswith(".cdf"))
   if not stems:
@@ -320,12 +317,10 @@ def load_world_poses(cdf_path: str | os.PathLike) -> np.ndarray:
   """
   cdflib = _optional("cdflib")
 
-  path = os.fspath(cdf_path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"pose file {path!r} does not exist. Pass a file of "
-        "<subject>/MyPoseFeatures/D3_Positions/ of the official Human3.6M "
-        f"release ({RELEASE_URL}).")
+  path = checks.existing_path(
+      "pose file", cdf_path, "Pass a file of <subject>/MyPoseFeatures/"
+      f"D3_Positions/ of the official Human3.6M release ({RELEASE_URL}).",
+      kind="file")
   try:
     cdf = cdflib.CDF(path)
     info = cdf.cdf_info()
@@ -442,13 +437,6 @@ def _square_box(lo, hi, margin: float) -> np.ndarray:
   return np.array([centre[0] - size / 2, centre[1] - size / 2, size])
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-      or value < minimum):
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-  return int(value)
-
-
 def sequence_examples(seq: ReleaseSequence, *, frame_step: int = 1,
                       crop_size: int = 128, margin: float = 0.2
                       ) -> Iterator[dict]:
@@ -482,13 +470,10 @@ def sequence_examples(seq: ReleaseSequence, *, frame_step: int = 1,
   if not isinstance(seq, ReleaseSequence):
     raise ValueError(f"seq must be a ReleaseSequence from find_sequences, got "
                      f"{type(seq).__name__}.")
-  frame_step = _check_int(frame_step, "frame_step", 1)
-  crop_size = _check_int(crop_size, "crop_size", 1)
-  if not (isinstance(margin, (int, float, np.floating, np.integer))
-          and np.isfinite(margin) and margin >= 0):
-    raise ValueError(f"margin must be a finite number >= 0 (fraction of the "
-                     f"box), got {margin!r}.")
-  margin = float(margin)
+  frame_step = checks.int_at_least("frame_step", frame_step, 1)
+  crop_size = checks.int_at_least("crop_size", crop_size, 1)
+  margin = checks.number_at_least("margin", margin, 0,
+                                  " (fraction of the box)")
   rig = cameras_lib.load_h36m_cameras()
   if seq.subject not in rig:
     raise ValueError(f"unknown subject {seq.subject!r}; the camera calibration "
@@ -500,11 +485,10 @@ def sequence_examples(seq: ReleaseSequence, *, frame_step: int = 1,
     raise ValueError(
         f"{seq.video_path!r}: camera {seq.camera} of {seq.subject} has id "
         f"{cam.id}, not {seq.camera_id}. Build sequences with find_sequences.")
-  if not os.path.isfile(seq.video_path):
-    raise FileNotFoundError(
-        f"video {seq.video_path!r} does not exist. Extract {seq.subject}'s "
-        f"'Videos' archive of the release ({RELEASE_URL}) into the subject "
-        "folder, or call find_sequences again.")
+  checks.existing_path(
+      "video", seq.video_path, f"Extract {seq.subject}'s 'Videos' archive of "
+      f"the release ({RELEASE_URL}) into the subject folder, or call "
+      "find_sequences again.", kind="file")
 
   world = load_world_poses(seq.cdf_path)  # [T, 17, 3]
   joints_cam = np.asarray(cameras_lib.world_to_camera(world, cam), np.float32)

@@ -27,7 +27,8 @@ Entry points:
     the mesh's ``data`` axis, prefetched to the devices.
   * ``batch_fn_from_dataset``: the trainer's ``batch_fn(step)``, a pure
     function of the step (see its docstring for the design).
-  * ``rgb_stats_from_images`` / ``load_rgb_stats``: the RGB statistics.
+  * ``rgb_stats_from_images`` / ``read_rgb_mean_cov``: the RGB statistics
+    (``tfds_builder.load_rgb_stats`` reads a built dataset's whole file).
   * ``*_from_builder``: the same, reading a TFDS builder with per-host splits.
 
 Randomness never comes from stateful TF ops: example ``g`` of this host's
@@ -43,7 +44,6 @@ import collections
 import inspect
 import itertools
 import json
-import operator
 import os
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -53,6 +53,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from data_pipelines import augment
+from data_pipelines import checks
 from structnet_jax import sharding as sharding_lib
 
 NUM_JOINTS = 17
@@ -60,7 +61,7 @@ NUM_JOINTS = 17
 DEFAULT_PCA_NOISE_STD = float(
     inspect.signature(augment.pca_colour_noise).parameters["sigma"].default)
 EVAL_LABEL_KEYS = ("action", "subject", "camera")
-RGB_STATS_FILE = "rgb_stats.json"
+RGB_STATS_FILENAME = "rgb_stats.json"
 
 # Salts so the streams of different purposes never share a stateless seed.
 _SALT_AUGMENT = 0x5354_4155  # "STAU"
@@ -100,18 +101,17 @@ def _tf():
 def _processes(process_index, process_count) -> tuple[int, int]:
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
-  pi, pc = operator.index(pi), operator.index(pc)
-  if pc < 1 or not 0 <= pi < pc:
+  pc = checks.int_at_least("process_count", pc, 1)
+  pi = checks.int_at_least("process_index", pi, 0)
+  if pi >= pc:
     raise ValueError(f"need 0 <= process_index < process_count, got "
                      f"process_index={pi}, process_count={pc}.")
   return pi, pc
 
 
 def _local_batch(batch_size, process_count: int) -> int:
-  b = operator.index(batch_size)
-  if b < 1:
-    raise ValueError(
-        f"batch_size must be a positive global batch size, got {b}.")
+  b = checks.int_at_least("batch_size", batch_size, 1,
+                          " (the global batch size)")
   if b % process_count:
     raise ValueError(
         f"the global batch_size {b} is not divisible by the {process_count} "
@@ -147,8 +147,8 @@ def _check_spec(ds, crop_size: int,
     raise ValueError(f"'pose' must be float [{NUM_JOINTS}, 3] mm per example, "
                      f"got {pose.dtype.name} {pose.shape}.")
   h, w = int(shape[0]), int(shape[1])
-  c = operator.index(crop_size)
-  if not 1 <= c <= min(h, w):
+  c = checks.int_at_least("crop_size", crop_size, 1)
+  if c > min(h, w):
     raise ValueError(f"crop_size {c} does not fit the stored {h}x{w} images; "
                      f"use 1 <= crop_size <= {min(h, w)} (the network input is "
                      "config.model.image_size).")
@@ -171,20 +171,6 @@ def pca_noise_basis(rgb_cov) -> tuple[np.ndarray, np.ndarray]:
                      f"{np.linalg.eigvalsh((cov + cov.T) / 2).tolist()}; use "
                      "the 'cov' of rgb_stats.json (rgb_stats_from_images).")
   return augment.pca_basis(cov)
-
-
-def _check_std(pca_noise_std) -> float:
-  std = float(pca_noise_std)
-  if not np.isfinite(std) or std < 0:
-    raise ValueError(f"pca_noise_std must be a finite number >= 0, got {std}.")
-  return std
-
-
-def _check_seed(seed) -> int:
-  try:
-    return operator.index(seed)
-  except TypeError:
-    raise ValueError(f"seed must be an int, got {seed!r}.") from None
 
 
 # ----------------------------------------------------------------------------
@@ -266,7 +252,8 @@ def _train_setup(ds, batch_size, crop_size, rgb_cov, pca_noise_std, seed,
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(batch_size, pc)
   eigvals, eigvecs = pca_noise_basis(rgb_cov)
-  std, seed = _check_std(pca_noise_std), _check_seed(seed)
+  std = checks.number_at_least("pca_noise_std", pca_noise_std, 0)
+  seed = checks.int_at_least("seed", seed, 0)
   return (pi, pc, local, eigvals, eigvecs, std, seed,
           _numeric_extras(ds, extra_keys))
 
@@ -315,14 +302,12 @@ def train_dataset(ds, *, batch_size: int, crop_size: int = 112, rgb_cov,
   (pi, pc, local, eigvals, eigvecs, std, seed,
    extras) = _train_setup(ds, batch_size, crop_size, rgb_cov, pca_noise_std,
                           seed, process_index, process_count, extra_keys)
-  if operator.index(shuffle_buffer) < 1:
-    raise ValueError(f"shuffle_buffer must be >= 1, got {shuffle_buffer}.")
-  if num_epochs is not None and operator.index(num_epochs) < 1:
-    raise ValueError(f"num_epochs must be >= 1 or None, got {num_epochs}.")
-  start = operator.index(start_step)
-  if start < 0:
-    raise ValueError(f"start_step must be >= 0, got {start}.")
-  crop = operator.index(crop_size)
+  shuffle_buffer = checks.int_at_least("shuffle_buffer", shuffle_buffer, 1)
+  if num_epochs is not None:
+    num_epochs = checks.int_at_least("num_epochs", num_epochs, 1,
+                                     " (or None: forever)")
+  start = checks.int_at_least("start_step", start_step, 0)
+  crop = int(crop_size)  # checked by _train_setup
 
   if shard_input and pc > 1:
     ds = ds.shard(pc, pi)
@@ -383,7 +368,7 @@ def eval_dataset(ds, *, batch_size: int, crop_size: int = 112,
   h, w = _check_spec(ds, crop_size, label_keys)
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(batch_size, pc)
-  crop = operator.index(crop_size)
+  crop = int(crop_size)  # checked by _check_spec
   y0, x0 = (h - crop) // 2, (w - crop) // 2
   labels = tuple(k for k in label_keys if k not in ("image", "pose", "mask"))
 
@@ -395,7 +380,7 @@ def eval_dataset(ds, *, batch_size: int, crop_size: int = 112,
             "with several hosts and shard_input=False, pass num_examples (the "
             "size of the whole split) so every host yields as many batches.")
       num_examples = _count(ds)
-    per_host = -(-operator.index(num_examples) // pc)
+    per_host = -(-checks.int_at_least("num_examples", num_examples, 0) // pc)
     steps = max(1, -(-per_host // local))
     if shard_input:
       ds = ds.shard(pc, pi)
@@ -465,8 +450,7 @@ def device_batches(batches, mesh: Mesh, *, prefetch: int = 2,
   if sharding_lib.DATA_AXIS not in mesh.shape:
     raise ValueError(f"the mesh needs a '{sharding_lib.DATA_AXIS}' axis, got "
                      f"axes {tuple(mesh.shape)}; use sharding.make_mesh().")
-  if operator.index(prefetch) < 1:
-    raise ValueError(f"prefetch must be >= 1, got {prefetch}.")
+  checks.int_at_least("prefetch", prefetch, 1)
   sharding = NamedSharding(mesh, P(sharding_lib.DATA_AXIS))
   host_keys = frozenset(host_keys)
   if hasattr(batches, "as_numpy_iterator"):
@@ -523,9 +507,7 @@ class StepBatches:
     self._next_step = None
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
-    step = operator.index(step)
-    if step < 0:
-      raise ValueError(f"step must be >= 0, got {step}.")
+    step = checks.int_at_least("step", step, 0)
     if self._iterator is None or step != self._next_step:
       self._iterator = self._make_dataset(step).as_numpy_iterator()
     try:
@@ -627,7 +609,7 @@ def batch_fn_from_dataset(ds, *, batch_size: int, crop_size: int = 112,
   (pi, pc, local, eigvals, eigvecs, std, seed,
    extras) = _train_setup(ds, batch_size, crop_size, rgb_cov, pca_noise_std,
                           seed, process_index, process_count, extra_keys)
-  crop = operator.index(crop_size)
+  crop = int(crop_size)  # checked by _train_setup
   if not in_memory:
     return StepBatches(lambda step: train_dataset(
         ds, batch_size=batch_size, crop_size=crop, rgb_cov=rgb_cov,
@@ -688,12 +670,14 @@ def rgb_stats_from_images(images) -> tuple[np.ndarray, np.ndarray]:
   return shift + mean_d, (cov + cov.T) / 2
 
 
-def load_rgb_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """``(mean [3], cov [3, 3])`` from ``rgb_stats.json`` (a file, or the
-  dataset version directory holding it, e.g. ``builder.data_dir``)."""
+def read_rgb_mean_cov(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(mean [3], cov [3, 3])`` float64 from ``rgb_stats.json`` (a file, or
+  the dataset version directory holding it, e.g. ``builder.data_dir``;
+  ``gs://...`` paths through ``tf.io.gfile``), the covariance checked as
+  ``pca_noise_basis`` needs it."""
   path = os.fspath(path)
   if not path.endswith(".json"):
-    path = os.path.join(path, RGB_STATS_FILE)
+    path = os.path.join(path, RGB_STATS_FILENAME)
   if "://" in path:
     opener = _tf().io.gfile.GFile
   else:
@@ -733,7 +717,7 @@ def _may_shuffle_files(builder) -> bool:
 
 
 def _rgb_cov(builder, rgb_cov):
-  return load_rgb_stats(os.fspath(builder.data_dir))[1] if rgb_cov is None \
+  return read_rgb_mean_cov(os.fspath(builder.data_dir))[1] if rgb_cov is None \
       else rgb_cov
 
 

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipelines import checks
+
 NUM_JOINTS_32 = 32
 NUM_JOINTS_17 = 17
 
@@ -75,13 +77,10 @@ def load_skeleton32(path: str | os.PathLike) -> Skeleton32:
     FileNotFoundError: no file at ``path``.
     ValueError: unreadable JSON, missing fields, or a malformed tree.
   """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"skeleton file {path!r} does not exist. Pass the path of "
-        "h36m_skeleton32.json (the 32-joint tree that comes with the "
-        "exponential-map motion, e.g. --skeleton=../shared/data/"
-        "h36m_skeleton32.json).")
+  path = checks.existing_path(
+      "skeleton file", path, "Pass the path of h36m_skeleton32.json (the "
+      "32-joint tree that comes with the exponential-map motion, e.g. "
+      "--skeleton=../shared/data/h36m_skeleton32.json).", kind="file")
   try:
     with open(path, encoding="utf-8") as f:
       raw = json.load(f)

@@ -64,6 +64,8 @@ from absl import logging
 import numpy as np
 
 from data_pipelines import cameras as cameras_lib
+from data_pipelines import checks
+from data_pipelines import h36m_motion
 from data_pipelines import npz_files
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
@@ -95,8 +97,11 @@ _LEG_BONES = tuple(i for i, (p, c) in enumerate(poses_lib.BONES)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PositionSequence:
+class PositionSequence(h36m_motion.MotionSequence):
   """One sequence of joint positions, placed in the capture volume.
+
+  The fields of ``h36m_motion.MotionSequence`` (with its ``num_frames`` and
+  ``key``), read from a positions file, and whose cameras film it.
 
   Attributes:
     subject: the key's subject, e.g. ``"P03"`` (also names the rendered
@@ -109,25 +114,11 @@ class PositionSequence:
       under the soles, joint order of ``structnet_jax.poses``.
     rig_subject: the Human3.6M subject whose calibrated cameras film it.
   """
-  subject: str
-  action: str
-  subaction: int
-  fps: float
-  frame_indices: np.ndarray
-  world_joints: np.ndarray
   rig_subject: str
   # How ``synthesize`` films it: the joints as given (no retargeting), with
   # the floor under the soles (no ankle lift).
   retarget: ClassVar[bool] = False
   lift_mm: ClassVar[float] = 0.0
-
-  @property
-  def num_frames(self) -> int:
-    return int(self.world_joints.shape[0])
-
-  @property
-  def key(self) -> str:
-    return f"{self.subject}/{self.action}/{self.subaction}"
 
 
 # ---------------------------------------------------------------------------
@@ -395,11 +386,10 @@ def place_in_capture_volume(world_joints, rig_subject: str, *,
 
 def _open_archive(path: str):
   """The ``np.load`` archive of a positions file, or a clear error."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"positions file {path!r} does not exist. Pass an .npz of "
-        f"'{{subject}}/{{action}}/{{subaction}}' -> [T, 17, 3] mm arrays "
-        "(data_pipelines/position_motion.py; save_position_motion writes one).")
+  checks.existing_path(
+      "positions file", path, "Pass an .npz of '{subject}/{action}/"
+      "{subaction}' -> [T, 17, 3] mm arrays (data_pipelines/"
+      "position_motion.py; save_position_motion writes one).", kind="file")
   return npz_files.open_archive(
       path, "Write '{subject}/{action}/{subaction}' sequences with numpy.savez("
       "path, **{'S1/walking/1': joints, ...}) or "
@@ -502,9 +492,8 @@ def save_position_motion(path: str | os.PathLike,
   if not arrays:
     raise ValueError(f"no sequences to write to {path}.")
   if fps is not None:
-    if not (np.isscalar(fps) and np.isfinite(fps) and fps > 0):
-      raise ValueError(f"fps must be a positive number, got {fps!r}.")
-    arrays[FPS_KEY] = np.float64(fps)
+    arrays[FPS_KEY] = np.float64(checks.positive_number(
+        "fps", fps, " (frames per second)"))
   return npz_files.save_atomic(path, arrays)
 
 
@@ -544,18 +533,11 @@ def load_position_motion(
     FileNotFoundError / ValueError: see ``read_positions_file``; bad options,
       unknown subjects or actions, sequences the cameras cannot all see.
   """
-  if (isinstance(step, bool) or not isinstance(step, (int, np.integer))
-      or step < 1):
-    raise ValueError(f"step must be a positive integer (keep every step-th "
-                     f"frame), got {step!r}.")
-  if fps is not None and not (np.isscalar(fps) and np.isfinite(fps)
-                              and fps > 0):
-    raise ValueError(f"fps must be a positive number, got {fps!r}.")
-  if placement not in PLACEMENTS:
-    raise ValueError(f"placement must be one of {PLACEMENTS}, got "
-                     f"{placement!r}.")
-  if not isinstance(random_yaw, (bool, np.bool_)):
-    raise ValueError(f"random_yaw must be True or False, got {random_yaw!r}.")
+  step = checks.int_at_least("step", step, 1, " (keep every step-th frame)")
+  if fps is not None:
+    checks.positive_number("fps", fps, " (frames per second)")
+  checks.one_of("placement", placement, PLACEMENTS)
+  checks.boolean("random_yaw", random_yaw)
   cameras = synthesize.check_cameras(cameras)
   if rig_subject is not None:
     synthesize.check_subject(rig_subject)

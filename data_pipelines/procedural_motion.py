@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from data_pipelines import body_model
+from data_pipelines import checks
 from data_pipelines.body_model import ABD, FLEX, TWIST, JOINT
 
 # How far (mm) from the origin the pelvis may roam, and the floor-contact
@@ -667,15 +668,6 @@ def _walked_distance(local, weights):
   return np.concatenate([[0.0], np.cumsum(d)])
 
 
-def _check_int(name, value, minimum):
-  try:
-    ok = int(value) == value and value >= minimum
-  except (TypeError, ValueError):
-    ok = False
-  if not ok:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
 def _check_args(subjects, actions, sequences_per_action, frames_per_sequence,
                 fps, seed):
   if isinstance(subjects, str) or not subjects:
@@ -695,15 +687,10 @@ def _check_args(subjects, actions, sequences_per_action, frames_per_sequence,
   if unknown:
     raise ValueError(
         f"unknown action(s) {unknown}; choose from {ACTION_NAMES}.")
-  _check_int("sequences_per_action", sequences_per_action, 1)
-  _check_int("frames_per_sequence", frames_per_sequence, 2)
-  _check_int("seed", seed, 0)
-  try:
-    ok = bool(np.isfinite(fps) and fps > 0)
-  except TypeError:
-    ok = False
-  if not ok:
-    raise ValueError(f"fps must be a positive number, got {fps!r}.")
+  checks.int_at_least("sequences_per_action", sequences_per_action, 1)
+  checks.int_at_least("frames_per_sequence", frames_per_sequence, 2)
+  checks.int_at_least("seed", seed, 0)
+  checks.positive_number("fps", fps, " (frames per second)")
   return list(actions)
 
 

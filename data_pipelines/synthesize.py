@@ -49,6 +49,7 @@ import numpy as np
 from data_pipelines import appearance as appearance_lib
 from data_pipelines import body_model
 from data_pipelines import cameras as cameras_lib
+from data_pipelines import checks
 from data_pipelines import render
 from structnet_jax import poses as poses_lib
 
@@ -177,21 +178,13 @@ def filmed_world_joints(seq, keep, *, body_seed: int = 0,
   """
   if lift_mm is None:
     lift_mm = getattr(seq, "lift_mm", ANKLE_HEIGHT_MM)
-  if not (np.isscalar(lift_mm) and np.isfinite(lift_mm)):
-    raise ValueError(f"lift_mm must be a finite number of mm, got {lift_mm!r}.")
+  lift_mm = checks.finite("lift_mm", lift_mm, " (mm)")
   joints = subject_world_joints(seq, body_seed=body_seed, retarget=retarget)
   return joints[keep] + np.array([0.0, 0.0, lift_mm])
 
 
 # ---------------------------------------------------------------------------
 # Filming.
-
-
-def _check_int(name, value, minimum):
-  if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-      or value < minimum):
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-  return int(value)
 
 
 def check_cameras(cameras) -> tuple[int, ...]:
@@ -228,6 +221,41 @@ def camera_frame_joints(world_joints, cam: cameras_lib.Camera) -> np.ndarray:
   rotation = np.asarray(cam.rotation, np.float64)
   centre = np.asarray(cam.translation, np.float64)
   return (np.asarray(world_joints, np.float64) - centre) @ rotation.T
+
+
+def filmed_views(seq, keep, cameras: Sequence[int], *, body_seed: int = 0,
+                 retarget: bool | None = None, lift_mm: float | None = None
+                 ) -> list[tuple[int, cameras_lib.Camera, np.ndarray]]:
+  """The kept frames of ``seq`` as each camera of its rig sees them.
+
+  Args:
+    seq: a motion sequence (``render_sequence_examples``' ``seq``).
+    keep: ``[K]`` positions in ``seq.world_joints`` to film.
+    cameras: camera numbers 1..4 (checked by the caller).
+    body_seed, retarget, lift_mm: as ``filmed_world_joints``.
+
+  Returns:
+    ``[(camera number, Camera, joints [K, 17, 3] float64 mm in that camera's
+    frame), ...]`` in the order of ``cameras``.
+
+  Raises:
+    ValueError: joints behind (or within 1 mm of) a camera, naming the
+      sequence and the camera.
+  """
+  lifted = filmed_world_joints(seq, keep, body_seed=body_seed,
+                               retarget=retarget, lift_mm=lift_mm)
+  rig = rig_subject(seq)
+  views = []
+  for camera in cameras:
+    cam = cameras_lib.camera_for(rig, camera - 1)
+    cam_joints = camera_frame_joints(lifted, cam)
+    if not np.all(cam_joints[..., 2] > 1.0):
+      raise ValueError(
+          f"{seq.subject}/{seq.action}/{seq.subaction} camera {camera}: some "
+          "joints are behind the camera. World joints must be in mm, z up, "
+          "within the capture volume (a few metres around the origin).")
+    views.append((camera, cam, cam_joints))
+  return views
 
 
 def _pixel_noise(image, std, seed_words):
@@ -295,19 +323,18 @@ def render_sequence_examples(
     ValueError: bad options, an unknown subject, malformed joints.
   """
   cams = check_cameras(cameras)
-  frame_step = _check_int("frame_step", frame_step, 1)
-  crop_size = _check_int("crop_size", crop_size, 8)
-  batch_size = _check_int("batch_size", batch_size, 1)
-  supersample = _check_int("supersample", supersample, 1)
-  appearance_seed = _check_int("appearance_seed", appearance_seed, 0)
-  if not (np.isscalar(margin) and np.isfinite(margin) and margin >= 0):
-    raise ValueError(f"margin must be a number >= 0 (fraction of the joints' "
-                     f"2D box), got {margin!r}.")
+  frame_step = checks.int_at_least("frame_step", frame_step, 1)
+  crop_size = checks.int_at_least("crop_size", crop_size, 8)
+  batch_size = checks.int_at_least("batch_size", batch_size, 1)
+  supersample = checks.int_at_least("supersample", supersample, 1)
+  appearance_seed = checks.int_at_least("appearance_seed", appearance_seed, 0)
+  margin = checks.number_at_least("margin", margin, 0,
+                                  " (fraction of the joints' 2D box)")
   subject = str(seq.subject)
   if look is not None and (not isinstance(look, str) or not look):
     raise ValueError(f"look must be None or a look's name such as 'S1~2', "
                      f"got {look!r}.")
-  rig = rig_subject(seq)
+  rig_subject(seq)  # checked before anything is rendered
   world = poses_lib.check_poses(seq.world_joints, f"{subject} world_joints")
   if world.ndim != 3:
     raise ValueError(f"world_joints must have shape [T, 17, 3] mm, got "
@@ -329,20 +356,10 @@ def render_sequence_examples(
     raise ValueError(f"frame_indices has {source_rows.shape[0]} entries for "
                      f"{num} frames.")
 
-  lifted = filmed_world_joints(seq, keep, body_seed=body_seed,
-                               retarget=retarget, lift_mm=lift_mm)
-  views = []
-  for camera in cams:
-    cam = cameras_lib.camera_for(rig, camera - 1)
-    cam_joints = camera_frame_joints(lifted, cam)
-    if not np.all(cam_joints[..., 2] > 1.0):
-      raise ValueError(
-          f"{subject} camera {camera}: some joints are behind the camera. "
-          "World joints must be in mm, z up, within the capture volume "
-          "(a few metres around the origin).")
-    views.append((camera, cam, cam_joints))
+  views = filmed_views(seq, keep, cams, body_seed=body_seed,
+                       retarget=retarget, lift_mm=lift_mm)
   return _render_examples(seq, subject, views, keep, source_rows, crop_size,
-                          appearance_seed, batch_size, float(margin),
+                          appearance_seed, batch_size, margin,
                           supersample, pixel_noise, look or subject)
 
 
@@ -357,8 +374,7 @@ def _render_examples(seq, subject, views, keep, source_rows, crop_size,
   for camera, cam, cam_joints in views:
     rotation, translation = cameras_lib.extrinsics(cam)
     floor = render.floor_from_extrinsics(rotation, translation)
-    poses = (cam_joints - cam_joints[:, poses_lib.ROOT:poses_lib.ROOT + 1]
-             ).astype(np.float32)
+    poses = poses_lib.root_relative(cam_joints).astype(np.float32)
     for start in range(0, keep.size, batch_size):
       stop = min(start + batch_size, keep.size)
       chunk = cam_joints[start:stop].astype(np.float32)

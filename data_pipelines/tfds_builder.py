@@ -80,20 +80,18 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import appearance as appearance_lib
+from data_pipelines import checks
 from data_pipelines import h36m_motion
 from data_pipelines import input_pipeline
 from data_pipelines import npz_files
 from data_pipelines import position_motion
 from data_pipelines import procedural_motion
+from data_pipelines import sources
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
 
 DATASET_NAME = "structnet_h36m"
 SOURCES = ("procedural", "h36m_motion", "positions", "h36m_release")
-TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
-TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
-POSE_SPACE_FILENAME = "pose_space.npy"
-RGB_STATS_FILENAME = "rgb_stats.json"
 CACHE_DIRNAME = "structnet_h36m_render_cache"
 # Bump when the cached example format or the rendering changes.
 _CACHE_FORMAT = 1
@@ -182,8 +180,8 @@ class StructnetH36mConfig(tfds.core.BuilderConfig):
       positions files are each their own data).
   """
   source: str = "procedural"
-  train_subjects: tuple[str, ...] = TRAIN_SUBJECTS
-  test_subjects: tuple[str, ...] | None = TEST_SUBJECTS
+  train_subjects: tuple[str, ...] = sources.TRAIN_SUBJECTS
+  test_subjects: tuple[str, ...] | None = sources.TEST_SUBJECTS
   actions: tuple[str, ...] | None = None
   cameras: tuple[int, ...] = synthesize.CAMERAS
   frame_step: int = 5
@@ -316,35 +314,24 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
             f"config {config.name!r}: unknown procedural action(s) {unknown};"
             f" choose from {procedural_motion.ACTION_NAMES}.")
   synthesize.check_cameras(config.cameras)
+  where = f"config {config.name!r}: "
   for field, minimum in (("frame_step", 1), ("crop_size", 8),
                          ("sequences_per_action", 1),
                          ("frames_per_sequence", 2), ("seed", 0),
                          ("body_seed", 0), ("appearance_seed", 0),
                          ("supersample", 1), ("looks_per_subject", 1)):
-    value = getattr(config, field)
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-        or value < minimum):
-      raise ValueError(f"config {config.name!r}: {field} must be an integer "
-                       f">= {minimum}, got {value!r}.")
-  for field in ("margin", "fps"):
-    value = getattr(config, field)
-    ok = (isinstance(value, (int, float, np.number)) and np.isfinite(value)
-          and (value >= 0 if field == "margin" else value > 0))
-    if not ok:
-      raise ValueError(f"config {config.name!r}: {field} must be a "
-                       f"{'non-negative' if field == 'margin' else 'positive'}"
-                       f" number, got {value!r}.")
+    checks.int_at_least(where + field, getattr(config, field), minimum)
+  checks.number_at_least(where + "margin", config.margin, 0,
+                         " (fraction of the box side)")
+  checks.positive_number(where + "fps", config.fps, " (frames per second)")
   for field in ("pixel_noise", "random_yaw"):
-    if not isinstance(getattr(config, field), (bool, np.bool_)):
-      raise ValueError(f"config {config.name!r}: {field} must be True or "
-                       f"False, got {getattr(config, field)!r}.")
+    checks.boolean(where + field, getattr(config, field))
   if config.looks_per_subject > 1 and config.source == "h36m_release":
     raise ValueError(f"config {config.name!r}: looks_per_subject dresses "
                      "rendered people; the h36m_release videos are filmed "
                      "people. Leave it at 1.")
-  if config.placement not in position_motion.PLACEMENTS:
-    raise ValueError(f"config {config.name!r}: placement must be one of "
-                     f"{position_motion.PLACEMENTS}, got {config.placement!r}.")
+  checks.one_of(where + "placement", config.placement,
+                position_motion.PLACEMENTS)
   if config.rig_subject is not None and config.rig_subject not in rig:
     raise ValueError(f"config {config.name!r}: rig_subject "
                      f"{config.rig_subject!r} has no cameras; choose one of "
@@ -524,10 +511,8 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
     config = kwargs.get("config")
     if isinstance(config, StructnetH36mConfig):
       check_config(config)
-    if (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-        or batch_size < 1):
-      raise ValueError(f"batch_size must be an integer >= 1 (frames per "
-                       f"render call), got {batch_size!r}.")
+    batch_size = checks.int_at_least("batch_size", batch_size, 1,
+                                     " (frames per render call)")
     self._motion_path = None if motion_path is None else os.fspath(motion_path)
     self._skeleton_path = (None if skeleton_path is None
                            else os.fspath(skeleton_path))
@@ -624,7 +609,7 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
 
   def _plan(self, download_dir, download_config, manual_dir=None):
     """Checks the inputs and lists one job per sequence for each split."""
-    cfg = check_config(self.builder_config)
+    cfg = self.builder_config  # checked by __init__ or make_config
     download_dir = os.fspath(
         download_dir or os.path.join(os.fspath(self.data_dir_root),
                                      "downloads"))
@@ -686,44 +671,39 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         seed=cfg.seed, body_seed=cfg.body_seed)
     return self._jobs_for(seqs, cfg, frame_step=cfg.frame_step)
 
-  def _motion_jobs(self, cfg):
+  def _given_motion_path(self, cfg, what: str, fix: str) -> str:
+    """The motion file of ``cfg`` (the builder's ``motion_path`` first, then
+    the config's), ``~`` expanded; ``what`` and ``fix`` say in the error what
+    the config renders and how to pass the file."""
     path = self._motion_path or cfg.motion_path
     if not path:
-      raise ValueError(
-          f"config {cfg.name!r} renders Human3.6M exponential-map motion but "
-          "no motion_path was given. Pass it to the builder: StructnetH36m("
-          "config='h36m_motion', motion_path='.../h36m_expmap_25fps.npz') or "
-          "build_dataset('h36m_motion', data_dir, motion_path=...).")
-    path = os.path.expanduser(path)
-    if not os.path.exists(path):
-      raise FileNotFoundError(
-          f"motion_path {path!r} does not exist. Pass the h36m_expmap_25fps"
-          ".npz of the shared data or the folder of the exponential-map "
-          "release (the one holding S1/walking_1.txt, ...).")
+      raise ValueError(f"config {cfg.name!r} renders {what} but no "
+                       f"motion_path was given. {fix}")
+    return os.path.expanduser(path)
+
+  def _motion_jobs(self, cfg):
+    path = self._given_motion_path(
+        cfg, "Human3.6M exponential-map motion", "Pass it to the builder: "
+        "StructnetH36m(config='h36m_motion', motion_path='.../"
+        "h36m_expmap_25fps.npz') or build_dataset('h36m_motion', data_dir, "
+        "motion_path=...).")
+    path = checks.existing_path(
+        "motion_path", path, "Pass the "
+        "h36m_expmap_25fps.npz of the shared data or the folder of the "
+        "exponential-map release (the one holding S1/walking_1.txt, ...).")
     subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
     seqs = h36m_motion.load_expmap_motion(
         path, self._skeleton_path, subjects=subjects, step=cfg.frame_step)
-    if cfg.actions is not None:
-      available = sorted({s.action for s in seqs.values()})
-      unknown = [a for a in cfg.actions if a.lower() not in available]
-      if unknown:
-        raise ValueError(
-            f"unknown action(s) {unknown} for {path}; it holds {available}.")
-      wanted = {a.lower() for a in cfg.actions}
-      seqs = {k: s for k, s in seqs.items() if s.action in wanted}
+    seqs = h36m_motion.select_actions(seqs, cfg.actions, path)
     # Loaded sub-sampled already: every loaded frame is rendered.
     return (self._jobs_for(seqs.values(), cfg, frame_step=1),
             _source_identity(path))
 
   def _positions_jobs(self, cfg):
-    path = self._motion_path or cfg.motion_path
-    if not path:
-      raise ValueError(
-          f"config {cfg.name!r} renders 17-joint position sequences but no "
-          "motion_path was given. Pass the .npz to the builder: "
-          "build_dataset('positions', data_dir, motion_path='my_motion.npz') "
-          "(experiments: --config.data.motion_path=my_motion.npz).")
-    path = os.path.expanduser(path)
+    path = self._given_motion_path(
+        cfg, "17-joint position sequences", "Pass the .npz to the builder: "
+        "build_dataset('positions', data_dir, motion_path='my_motion.npz') "
+        "(experiments: --config.data.motion_path=my_motion.npz).")
     subjects = None if cfg.test_subjects is None else list(
         cfg.train_subjects + cfg.test_subjects)
     available = sorted({k[0] for k in position_motion.sequence_keys(path)})
@@ -811,25 +791,26 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         for start in range(0, images.shape[0], 256):
           yield images[start:start + 256]
 
+    pose_file = sources.POSE_SPACE_FILENAME
+    stats_file = input_pipeline.RGB_STATS_FILENAME
     if not self._jobs["train"]:  # an evaluation-only positions dataset
-      with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
+      with open(os.path.join(out_dir, pose_file), "wb") as f:
         np.save(f, np.zeros((0, poses_lib.NUM_JOINTS, 3), np.float32))
-      logging.info("No train split: wrote an empty %s and no %s",
-                   POSE_SPACE_FILENAME, RGB_STATS_FILENAME)
+      logging.info("No train split: wrote an empty %s and no %s", pose_file,
+                   stats_file)
       return
     mean, cov = input_pipeline.rgb_stats_from_images(train_images())
     pose_space = np.concatenate(poses).astype(np.float32)
-    with open(os.path.join(out_dir, POSE_SPACE_FILENAME), "wb") as f:
+    with open(os.path.join(out_dir, pose_file), "wb") as f:
       np.save(f, pose_space)
     stats = {"mean": mean.tolist(), "cov": cov.tolist(),
              "num_pixels": int(num_pixels), "num_images": int(pose_space.shape[0]),
              "description": "RGB in [0, 1] of all training-split pixels: "
                             "mean and sample covariance."}
-    with open(os.path.join(out_dir, RGB_STATS_FILENAME), "w",
-              encoding="utf-8") as f:
+    with open(os.path.join(out_dir, stats_file), "w", encoding="utf-8") as f:
       json.dump(stats, f, indent=1)
-    logging.info("Wrote %s (%d training poses) and %s", POSE_SPACE_FILENAME,
-                 pose_space.shape[0], RGB_STATS_FILENAME)
+    logging.info("Wrote %s (%d training poses) and %s", pose_file,
+                 pose_space.shape[0], stats_file)
 
 
 def _bind(fn, *args, **kwargs) -> Callable[[], Iterable[dict]]:
@@ -923,7 +904,7 @@ def dataset_dir(data_dir_or_builder, config: str | StructnetH36mConfig =
   if isinstance(data_dir_or_builder, tfds.core.DatasetBuilder):
     return os.fspath(data_dir_or_builder.data_dir)
   path = os.path.expanduser(os.fspath(data_dir_or_builder))
-  if os.path.isfile(os.path.join(path, POSE_SPACE_FILENAME)):
+  if os.path.isfile(os.path.join(path, sources.POSE_SPACE_FILENAME)):
     return path
   name = config.name if isinstance(config, tfds.core.BuilderConfig) else config
   config_dir = os.path.join(path, DATASET_NAME, name)
@@ -934,12 +915,13 @@ def dataset_dir(data_dir_or_builder, config: str | StructnetH36mConfig =
         version = tfds.core.Version(v)
       except ValueError:
         continue
-      if os.path.isfile(os.path.join(config_dir, v, POSE_SPACE_FILENAME)):
+      if os.path.isfile(os.path.join(config_dir, v,
+                                     sources.POSE_SPACE_FILENAME)):
         versions.append((version, v))
   if not versions:
     raise FileNotFoundError(
         f"no built {DATASET_NAME}/{name} dataset under {path!r} (looked for "
-        f"{config_dir}/<version>/{POSE_SPACE_FILENAME}). Build it with "
+        f"{config_dir}/<version>/{sources.POSE_SPACE_FILENAME}). Build it with "
         f"build_dataset({name!r}, {path!r}), or pass the builder or its "
         "version directory.")
   return os.path.join(config_dir, max(versions)[1])
@@ -951,7 +933,7 @@ def load_pose_space(data_dir_or_builder, config="procedural") -> np.ndarray:
   Args: as ``dataset_dir``.
   """
   path = os.path.join(dataset_dir(data_dir_or_builder, config),
-                      POSE_SPACE_FILENAME)
+                      sources.POSE_SPACE_FILENAME)
   return poses_lib.check_poses(np.load(path, allow_pickle=False),
                                path).astype(np.float32)
 
@@ -965,7 +947,7 @@ def load_rgb_stats(data_dir_or_builder, config="procedural") -> dict[str, Any]:
   Args: as ``dataset_dir``.
   """
   path = os.path.join(dataset_dir(data_dir_or_builder, config),
-                      RGB_STATS_FILENAME)
+                      input_pipeline.RGB_STATS_FILENAME)
   if not os.path.exists(path):
     raise FileNotFoundError(
         f"{path} does not exist: the dataset has no train split (an "

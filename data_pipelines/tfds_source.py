@@ -1,27 +1,20 @@
 """A training/evaluation source over a ``structnet_h36m`` TFDS dataset.
 
-The experiments layer (``experiments/pipeline.py``) asks a source for four
-things, whatever the data is:
-
-* ``pose_space``: the candidate pose space Y, ``[N, 17, 3]`` float32 mm (the
-  training poses saved with the dataset);
-* ``train_batch(step, batch_size, seed)``: the augmented batch of ``step``,
-  a pure function of ``(seed, step)`` (so a resumed run is bit-identical),
-  ``{"image": float32 [B, crop, crop, 3] in [0, 1], "pose": [B, 17, 3] mm}``
-  and, where the data has them, the 2D joints ``"pose_2d": [B, 17, 2]`` in
-  the crop's pixels (stage 1's joint detection needs them; ``blobs`` has
-  none);
-* ``eval_batches(batch_size, split)``: centre-cropped batches covering every
-  example of ``split`` once, the last padded, with ``mask [B] bool`` and
-  ``action [B] str``;
-* ``num_examples(split)``: how many examples ``eval_batches`` covers (for
-  the evaluation's progress lines).
+The experiments layer (``experiments/pipeline.py``) asks every source for
+the same things, whatever the data is: the contract ``sources.Source``
+(``pose_space [N, 17, 3]`` mm, the training poses saved with the dataset;
+``train_batch(step, batch_size, seed)``, pure in ``(seed, step)``, with the
+2D joints ``pose_2d``; ``eval_batches(batch_size, split)``;
+``num_examples(split)``). ``sources.from_config`` opens this one for
+``config.data.source = "tfds"``.
 
 ``TfdsSource`` serves them from the dataset written by
-``tfds_builder.build_dataset`` (building it first when it is not there), with
-the tf.data pipeline of ``input_pipeline``: random ``crop x crop`` windows and
-PCA colour noise from the dataset's stored RGB covariance for training, the
-centre crop for evaluation.
+``tfds_builder.build_dataset`` (building it first when it is not there) from
+any of its sources (``tfds_builder.SOURCES``): procedural motion, Human3.6M
+exponential-map motion, a joint-positions ``.npz``, or the official release;
+with the tf.data pipeline of ``input_pipeline``: random ``crop x crop``
+windows and PCA colour noise from the dataset's stored RGB covariance for
+training, the centre crop for evaluation.
 """
 
 from __future__ import annotations

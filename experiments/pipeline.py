@@ -1,5 +1,11 @@
 """One run, end to end: data source, both training stages, evaluation, report.
 
+The orchestration only: the source comes from ``data_pipelines/sources.py``
+(``sources.from_config``), training from ``structnet_jax/trainer.py``, the
+numbers from ``structnet_jax/evaluate.py`` / ``learning_checks.py`` /
+``experiments/figures.py``, and the files of the report are written by
+``experiments/report.py``.
+
 Used by ``experiments.main`` (absl) and by notebooks/tests directly:
 
   run = Run.create(config, workdir)
@@ -32,6 +38,8 @@ import ml_collections
 import numpy as np
 
 
+from data_pipelines import sources
+from experiments import report as report_lib
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import distributed
@@ -45,156 +53,12 @@ from structnet_jax import sharding
 from structnet_jax import trainer
 from structnet_jax import xla_cpu
 
-SOURCES = ("blobs", "tfds", "render")
 REGRESSION_ROW = "Regression net (stage 1)"
 LINKDE_ROW = "LinKDE"
-POSE_SPACE_FILE = "pose_space.npy"
 EVAL_DIRNAME = "eval"
 # Data fields that do not change which examples a split holds.
 _DATA_FIELDS_NOT_IN_IDENTITY = ("data_dir", "pca_noise_std", "hue_jitter_deg",
                                 "saturation_jitter")
-
-
-def make_source(config):
-  """The data source named by ``config.data.source``.
-
-  ``"blobs"``: generated image-pose pairs (``data_pipelines/blobs.py``), no
-  files. ``"tfds"``: the ``structnet_h36m`` TFDS dataset of config
-  ``config.data.tfds_config`` in ``config.data.data_dir``, rendered (or read
-  from the official release) first when it is not there. ``"render"``: the
-  same people rendered and augmented in JAX on the device at every step
-  (``data_pipelines/device_source.py``; no TensorFlow, for accelerators),
-  from ``config.data.motion_path`` (an exp-map ``.npz`` or folder, or a
-  joint-positions ``.npz``) or, when that is empty, from procedural motion.
-  """
-  d = config.data
-  options = {k: d[k] for k in ("frame_step", "sequences_per_action",
-                               "frames_per_sequence", "looks_per_subject")
-             if d[k]}
-  if d.actions:
-    options["actions"] = _names(d.actions)
-  for field in ("train_subjects", "test_subjects"):
-    if d[field].strip():
-      options[field] = (() if d[field].strip().lower() == "none"
-                        else _names(d[field]))
-  options.update(validation_split(d))
-  positions_options = {k: d[k] for k in ("placement", "random_yaw",
-                                         "rig_subject") if d[k]}
-  if positions_options and not (
-      d.source == "tfds" and d.tfds_config == "positions"
-      or d.source == "render" and d.motion_path and _holds_positions(
-          d.motion_path)):
-    raise ValueError(
-        f"config.data.{'/'.join(positions_options)} only apply to joint "
-        "positions (config.data.tfds_config='positions', or source 'render' "
-        f"with a positions file), not to {d.source!r} / {d.tfds_config!r} "
-        "data; leave them empty.")
-  if d.source == "blobs":
-    if config.model.detection_grid:
-      raise ValueError(
-          "config.model.detection_grid > 0 trains stage 1 with joint "
-          "detection, which needs 2D joints; the 'blobs' toy data has none. "
-          "Set --config.model.detection_grid=0.")
-    if d.looks_per_subject > 1:
-      raise ValueError(
-          "config.data.looks_per_subject dresses rendered people (source "
-          "'tfds' or 'render'); the 'blobs' toy data has none. Leave it at 0.")
-    if d.hue_jitter_deg or d.saturation_jitter:
-      raise ValueError(
-          "config.data.hue_jitter_deg / saturation_jitter turn the colours of "
-          "training images, but the 'blobs' toy data codes each joint's depth "
-          "in its colour. Set --config.data.hue_jitter_deg=0 "
-          "--config.data.saturation_jitter=0 (as tiny.py does).")
-    if d.validation_subjects.strip():
-      raise ValueError(
-          "config.data.validation_subjects needs data with subjects (source "
-          "'tfds' or 'render'); the 'blobs' toy data has none. Leave it empty.")
-    from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
-    return blobs.BlobSource.create(
-        num_train=d.pose_space_size, num_test=d.num_test,
-        image_size=d.image_size, crop=config.model.image_size,
-        seed=config.seed)
-  if d.source == "tfds":
-    from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
-    if d.image_size != 128:  # the datasets' default crop side
-      options["crop_size"] = int(d.image_size)
-    options.update(positions_options)
-    if d.tfds_config in ("h36m_motion", "positions") and not d.motion_path:
-      raise ValueError(
-          f"config.data.tfds_config={d.tfds_config!r} renders motion from a "
-          "file, but config.data.motion_path is empty. Pass it on the command "
-          "line: --config.data.motion_path=/path/to/"
-          + ("h36m_expmap_25fps.npz" if d.tfds_config == "h36m_motion"
-             else "positions.npz ('{subject}/{action}/{subaction}' -> "
-             "[T, 17, 3] mm, z up)") + ".")
-    return tfds_source.TfdsSource.create(
-        d.tfds_config, d.data_dir, crop=config.model.image_size,
-        pca_noise_std=d.pca_noise_std, motion_path=d.motion_path or None,
-        manual_dir=d.manual_dir or None, **options)
-  if d.source == "render":
-    from data_pipelines import device_source  # pylint: disable=g-import-not-at-top
-    return device_source.RenderSource.create(
-        d.motion_path or "procedural", image_size=d.image_size,
-        crop=config.model.image_size, pca_noise_std=d.pca_noise_std,
-        **options, **positions_options)
-  raise ValueError(f"config.data.source={config.data.source!r} is unknown; use "
-                   f"one of {SOURCES}.")
-
-
-# The Human3.6M protocol's subjects (tfds_builder / device_source defaults).
-PROTOCOL_TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
-PROTOCOL_TEST_SUBJECTS = ("S9", "S11")
-
-
-def validation_split(data) -> dict[str, tuple[str, ...]]:
-  """The subjects of a validation run (``config.data.validation_subjects``).
-
-  Settings are chosen on a validation split and the test subjects are
-  reported once, for the final settings. With ``validation_subjects = "S8"``
-  the run trains on the training subjects without S8 and evaluates on S8
-  (its "test" split); the test subjects (S9, S11 by default) are not in the
-  data at all.
-
-  Returns:
-    ``{}`` when no validation subjects are set, else ``{"train_subjects":
-    ..., "test_subjects": validation subjects}``.
-
-  Raises:
-    ValueError: a validation subject is a test subject, is not a training
-      subject, or leaves no training subject.
-  """
-  val = _names(data.validation_subjects)
-  if not val:
-    return {}
-  train = _names(data.train_subjects) or PROTOCOL_TRAIN_SUBJECTS
-  test = _names(data.test_subjects) or PROTOCOL_TEST_SUBJECTS
-  leaked = sorted(set(val) & set(test))
-  if leaked:
-    raise ValueError(
-        f"config.data.validation_subjects={data.validation_subjects!r} "
-        f"includes test subject(s) {leaked}: settings chosen on them would "
-        "tune on the test set. Hold out training subjects (e.g. S8).")
-  unknown = sorted(set(val) - set(train))
-  if unknown:
-    raise ValueError(
-        f"config.data.validation_subjects: {unknown} are not training "
-        f"subjects ({', '.join(train)}); validate on one of those.")
-  rest = tuple(s for s in train if s not in val)
-  if not rest:
-    raise ValueError(
-        "config.data.validation_subjects holds out every training subject; "
-        "keep at least one to train on.")
-  return {"train_subjects": rest, "test_subjects": val}
-
-
-def _holds_positions(path: str) -> bool:
-  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
-  return position_motion.holds_positions(os.path.expanduser(path))
-
-
-def _names(text: str) -> tuple[str, ...]:
-  """``"S1, S5"`` -> ``("S1", "S5")``."""
-  return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 @dataclasses.dataclass
@@ -243,7 +107,7 @@ class Run:
     if distributed.is_main_process():
       files.write_atomic(saved, config.to_json_best_effort(indent=2))
     model = models.StructNet.from_config(config.model)
-    return cls(config, workdir, model, make_source(config))
+    return cls(config, workdir, model, sources.from_config(config))
 
   @classmethod
   def _for_evaluation(cls, config, workdir: str, saved: str) -> "Run":
@@ -266,7 +130,7 @@ class Run:
     data = ml_collections.ConfigDict(config.data.to_dict())
     if _data_identity(data) == _data_identity(trained.data):
       effective.data = data  # the same examples (data_dir may have moved)
-      return cls(effective, workdir, model, make_source(effective))
+      return cls(effective, workdir, model, sources.from_config(effective))
     if data.image_size != trained.data.image_size:
       logging.warning("config.data.image_size=%d changed to %d, the crop side "
                       "the model was trained on", data.image_size,
@@ -281,7 +145,7 @@ class Run:
     logging.info("evaluating the model trained on %s data on %s data; the "
                  "report goes to %s", trained.data.tfds_config,
                  data.tfds_config, out_dir)
-    return cls(effective, workdir, model, make_source(effective),
+    return cls(effective, workdir, model, sources.from_config(effective),
                out_dir=out_dir, trained_config=trained)
 
   @property
@@ -292,7 +156,7 @@ class Run:
       return self.source
     if self._train_source is None:
       logging.info("opening the training data of %s", self.workdir)
-      self._train_source = make_source(self.trained_config)
+      self._train_source = sources.from_config(self.trained_config)
     return self._train_source
 
   @property
@@ -301,7 +165,7 @@ class Run:
     its training poses (``<workdir>/pose_space.npy`` when evaluating other
     data)."""
     if self._candidates is None:
-      path = os.path.join(self.workdir, POSE_SPACE_FILE)
+      path = os.path.join(self.workdir, sources.POSE_SPACE_FILENAME)
       if self.trained_config is not None and files.exists(path):
         space = np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
       else:
@@ -346,7 +210,7 @@ class Run:
           "config.data.train_subjects='none'); train on data with a train "
           "split, then evaluate this one with --mode=evaluate.")
     self.save_pose_space()
-    summaries = _summary_writer(self.workdir)
+    summaries = report_lib.summary_writer(self.workdir)
     writer = trainer.MetricWriter(
         self.workdir, extra_writers=[summaries.stage_metrics] if summaries
         else ())
@@ -361,7 +225,7 @@ class Run:
   def save_pose_space(self) -> str:
     """``<workdir>/pose_space.npy``: the candidate poses ``[N, 17, 3]`` mm,
     so ``experiments.predict`` needs only the workdir."""
-    path = os.path.join(self.workdir, POSE_SPACE_FILE)
+    path = os.path.join(self.workdir, sources.POSE_SPACE_FILENAME)
     if not files.exists(path) and distributed.is_main_process():
       files.write_atomic(path, lambda f: np.save(f, self.candidates))
     return path
@@ -400,23 +264,14 @@ class Run:
         apf_options={"num_particles": cfg.eval.apf_particles,
                      "num_layers": cfg.eval.apf_layers,
                      "refine_steps": cfg.eval.apf_refine_steps})
-    tables = {k: evaluate_lib.summary_table(result, k)
-              for k in ("mpjpe", "pa_mpjpe")}
-    md = (f"# StructNet results ({split}, {len(result['poses'])} examples)\n\n"
-          + self._data_note() + learned_md
-          + evaluate_lib.markdown_table(tables["mpjpe"], "MPJPE (mm)") + "\n\n"
-          + evaluate_lib.markdown_table(tables["pa_mpjpe"], "PA-MPJPE (mm)")
-          + "\n")
+    tables = report_lib.summary_tables(result)
+    md = report_lib.results_markdown(split, len(result["poses"]), tables,
+                                     preface=self._data_note() + learned_md)
     report = {"tables": tables}
     if cfg.eval.figures:
       extra_md, report["figures"] = self._figures(variables, table, result)
       md += extra_md
-    if distributed.is_main_process():
-      _write_eval_summaries(self.out_dir, self.config, tables,
-                            report.get("figures"))
-      files.write_atomic(os.path.join(self.out_dir, "results.md"), md)
-      files.write_atomic(os.path.join(self.out_dir, "results.json"),
-                         json.dumps(report, indent=1, default=float))
+    report_lib.write_results(self.out_dir, self.config, md, report)
     return {"markdown": md, "tables": tables, "result": result,
             "figures": report.get("figures")}
 
@@ -447,16 +302,7 @@ class Run:
     trend = learning_checks.violated_trend(history)
     report = {"errors": errors, "warnings": warnings,
               "violated_fraction_eval_start_end": trend}
-    if distributed.is_main_process():
-      files.write_atomic(os.path.join(self.out_dir, "learning_report.json"),
-                         json.dumps(report, indent=1))
-    summaries = _summary_writer(self.out_dir)
-    if summaries is not None:
-      step = int(cfg.stage1.num_steps) + int(cfg.stage2.num_steps)
-      summaries.scalars(step, {
-          f"learning/{stage}/{sp}/{k}": v for stage, rows in errors.items()
-          for sp, row in rows.items() for k, v in row.items()})
-      summaries.close()
+    report_lib.write_learning_report(self.out_dir, cfg, report)
     report["markdown"] = learning_checks.markdown(errors, warnings)
     return report
 
@@ -464,13 +310,8 @@ class Run:
     """For other data, a line naming the data evaluated and trained on."""
     if self.trained_config is None:
       return ""
-    d, t = self.config.data, self.trained_config.data
-    what = lambda c: (f"`{c.tfds_config}`" if c.source == "tfds" else
-                      f"`{c.source}`") + (f" (`{c.motion_path}`)"
-                                          if c.motion_path else "")
-    return (f"Evaluated on {what(d)} data, test split; the model of "
-            f"`{self.workdir}` was trained on {what(t)} data and scores its "
-            f"{len(self.candidates)} training poses.\n\n")
+    return report_lib.data_note(self.config.data, self.trained_config.data,
+                                self.workdir, len(self.candidates))
 
   def _baselines(self) -> dict[str, Any]:
     """The rows besides StructNet's own: ``{name: images -> poses mm}``.
@@ -546,20 +387,9 @@ class Run:
     fig4 = (figures.plot_figure4(embeddings, pose_emb, np.clip(images, 0, 1),
                                  poses, self.out_dir) if main else
             [os.path.join(self.out_dir, f"figure4{c}.png") for c in "abcd"])
-    md = ("\n## Figure 3: MPJPE of StructNet-Avg(A) against A\n\n"
-          "| A | " + " | ".join(str(a) for a in curve) + " |\n|---|" +
-          "---|" * len(curve) + "\n| MPJPE (mm) | " +
-          " | ".join(f"{v:.1f}" for v in curve.values()) + " |\n\n"
-          f"![Figure 3]({os.path.basename(fig3)})\n\n"
-          "## Figure 4: the image-pose embedding\n\n"
-          f"Alignment: {100 * aligned:.1f}% of {len(poses)} training images "
-          "have their max-score pose within 30 mm (MPJPE) of the ground "
-          "truth (paper: 97%).\n\n" +
-          "".join(f"![Figure 4{c}]({os.path.basename(p)})\n"
-                  for c, p in zip("abcd", fig4)))
-    return md, {"figure3": {int(a): float(v) for a, v in curve.items()},
-                "alignment_fraction_30mm": float(aligned),
-                "alignment_images": int(len(poses))}
+    return (report_lib.figures_markdown(curve, fig3, aligned, len(poses),
+                                        fig4),
+            report_lib.figures_summary(curve, aligned, len(poses)))
 
 
 def _data_identity(data) -> dict[str, Any]:
@@ -577,42 +407,3 @@ def _data_name(data) -> str:
                                    default=repr).encode()).hexdigest()[:8]
   name = "-".join(p for p in (kind, stem, digest) if p)
   return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def _summary_writer(workdir: str):
-  """A TensorBoard writer in ``<workdir>/tensorboard``, or None on processes
-  other than the main one, or (logged) when the tensorboard package is
-  missing."""
-  from structnet_jax import tensorboard  # pylint: disable=g-import-not-at-top
-  if not distributed.is_main_process():
-    return None
-  try:
-    return tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"))
-  except ImportError as e:
-    logging.warning("no TensorBoard summaries: %s", e)
-    return None
-
-
-def _write_eval_summaries(workdir: str, config, tables, figures) -> None:
-  """Eval MPJPE / PA-MPJPE of every method (``eval/<metric>/<method>``), the
-  Figure 3 curve and the alignment statistic, at the last training step; the
-  figures' PNGs as images (``figures/<name>``) and the config as text."""
-  summaries = _summary_writer(workdir)
-  if summaries is None:
-    return
-  values = {f"eval/{key}/{method}": cells["All"]["mean"]
-            for key, table in tables.items() for method, cells in table.items()}
-  if figures:
-    values["eval/alignment_fraction_30mm"] = figures["alignment_fraction_30mm"]
-  step = int(config.stage1.num_steps) + int(config.stage2.num_steps)
-  summaries.scalars(step, values)
-  for a, mpjpe in ((figures or {}).get("figure3") or {}).items():
-    summaries.scalars(int(a), {"eval/figure3_mpjpe_vs_A": mpjpe})
-  for name in ("figure3", "figure4a", "figure4b", "figure4c", "figure4d"):
-    path = os.path.join(workdir, name + ".png")
-    if figures and files.exists(path):
-      summaries.png(step, f"figures/{name}", files.read_bytes(path))
-  summaries.text(step, "config", "```json\n" + config.to_json_best_effort(
-      indent=2) + "\n```")
-  summaries.close()
-

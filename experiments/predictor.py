@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from experiments import pipeline
+from data_pipelines import sources
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import files
@@ -107,7 +107,7 @@ class Predictor:
     config = config_utils.config_from_json(
         os.path.join(workdir, "config.json"), default_config.get_config())
     model = models.StructNet.from_config(config.model)
-    path = os.path.join(workdir, pipeline.POSE_SPACE_FILE)
+    path = os.path.join(workdir, sources.POSE_SPACE_FILENAME)
     if not os.path.exists(path):
       raise FileNotFoundError(
           f"no candidate poses at {path}; experiments.main saves them when "

@@ -125,11 +125,11 @@ def _test_examples(config, count: int) -> tuple[np.ndarray, np.ndarray,
   crop of each action in dataset order, then the next crops in order while
   more are asked for than there are actions."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from experiments import pipeline  # pylint: disable=g-import-not-at-top
+  from data_pipelines import sources  # pylint: disable=g-import-not-at-top
   if config.data.source != "tfds":
     raise ValueError("export needs a run trained on the TFDS data "
                      f"(config.data.source='tfds'), not {config.data.source!r}.")
-  builder = pipeline.make_source(config).builder
+  builder = sources.from_config(config).builder
   firsts, rest = [], []
   seen = set()
   test = builder.as_dataset(split="test", shuffle_files=False)

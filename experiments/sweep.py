@@ -17,7 +17,7 @@ workdir) is skipped.
 After the runs, ``ROOT/sweep_results.md`` collects the tables the sweep file
 declares in ``tables([arg])`` from the runs' ``results.json``
 (``--report_only`` rebuilds it without running anything). Each table is
-``(title, method, [(run, label)], kind)``; kind ``"rows"`` (default): a
+``(title, method, [(run, label)][, kind])``; kind ``"rows"`` (default): a
 row per run, its ``method`` cells per action; ``"per_action"``: one row,
 a column per run (each run's "All"); ``"merge"``: a run with label None
 gives all its rows, others their ``method`` row under the label (Table 1

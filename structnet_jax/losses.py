@@ -1,5 +1,11 @@
-"""The costs of paper section 3.4-3.5: margin, most-violated pose, Eq. 6, Eq. 11
-(``train.py`` adds them up with the weight term into Eq. 12).
+"""The costs of paper sections 3.4-3.5: margin, most-violated pose, Eqs. 6, 11.
+
+``train.max_margin_cost`` sums them into Eq. 12 over a batch: the mean of
+Eq. 6 plus ``loss.pose_weight`` (lambda) times the mean of Eq. 11. Eq. 12's
+weight term ``alpha sum_j ||W_j||_F^2`` (alpha = ``loss.weight_decay``) is in
+that cost for the line search, adam and momentum; adamw and rmsprop (the
+default config's optimiser is adamw) apply it as decoupled weight decay
+instead (``train.l2_in_cost``, ``train.make_optimizer``).
 
 All poses are millimetres ``[..., 17, 3]``; the margin is expressed in score
 units as ``Delta = MPJPE / margin_unit_mm`` (Eq. 8 with a unit conversion), so

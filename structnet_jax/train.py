@@ -1,15 +1,21 @@
 """Training: pose-regression pre-training and max-margin training (Algorithm 1).
 
 Everything is a pure function of an explicit ``TrainState`` and a batch
-``{"image": [B, H, W, 3] float32, "pose": [B, 17, 3] mm}``:
+``{"image": [B, H, W, 3] float32, "pose": [B, 17, 3] mm}``, plus ``"pose_2d":
+[B, 17, 2]`` (the joints in the crop's pixels) when stage 1 also detects
+joints (``config.model.detection_grid > 0``, the default):
 
+  mesh = sharding.make_mesh()                                    # all devices
   state = init_train_state(model, config, key, pose_space)      # stage 1
   step = jit_step(make_pretrain_step(model, config), mesh)
-  state, metrics = step(state, batch)
+  state, metrics = step(state, batch)     # the old state is donated
   state = start_max_margin(model, config, state, key)            # stage 2
   step = jit_step(make_max_margin_step(model, config), mesh,
-                  with_pose_space=True)
+                  with_pose_space=True)   # shard_pose_space=True: Y split
   state, metrics = step(state, batch, pose_space)
+
+(``trainer.train_both_stages`` runs this loop with checkpoints, logging and
+the pose space placed on the mesh.)
 
 Stage 1 (section 5.3): the conv trunk, h1-h3 and the tanh pose head learn to
 regress the pose (Eq. 11), initialising the conv layers.

@@ -105,7 +105,7 @@ def test_two_local_processes_train_like_one_and_only_process_0_writes(
         assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-5), (
             g["stage"], g["step"], key)
   # The same final network.
-  from experiments import pipeline  # pylint: disable=g-import-not-at-top
+  from data_pipelines import sources  # pylint: disable=g-import-not-at-top
   from experiments.configs import default  # pylint: disable=g-import-not-at-top
   from structnet_jax import config_utils  # pylint: disable=g-import-not-at-top
   from structnet_jax import models  # pylint: disable=g-import-not-at-top
@@ -114,7 +114,7 @@ def test_two_local_processes_train_like_one_and_only_process_0_writes(
   for workdir in (single, multi):
     config = config_utils.config_from_json(str(workdir / "config.json"),
                                            default.get_config())
-    space = np.load(workdir / pipeline.POSE_SPACE_FILE)
+    space = np.load(workdir / sources.POSE_SPACE_FILENAME)
     finals.append(trainer.load_final_variables(
         models.StructNet.from_config(config.model), config, str(workdir),
         space)["params"])

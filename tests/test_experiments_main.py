@@ -151,6 +151,7 @@ def _check_evaluate_on_positions(workdir):
 
 
 def test_an_evaluation_only_dataset_cannot_be_trained_on(tmp_path):
+  from data_pipelines import sources  # pylint: disable=g-import-not-at-top
   from experiments import pipeline  # pylint: disable=g-import-not-at-top
   from experiments.configs import positions  # pylint: disable=g-import-not-at-top
   from test_position_motion import walk  # pylint: disable=g-import-not-at-top
@@ -167,12 +168,12 @@ def test_an_evaluation_only_dataset_cannot_be_trained_on(tmp_path):
     run.train()
   config.data.motion_path = ""
   with pytest.raises(ValueError, match="motion_path is empty.*positions.npz"):
-    pipeline.make_source(config)
+    sources.from_config(config)
   config.data.motion_path = str(motion)
   config.data.tfds_config = "procedural"
   config.data.placement = "centre"
   with pytest.raises(ValueError, match="only apply to joint positions"):
-    pipeline.make_source(config)
+    sources.from_config(config)
 
 
 def _tensorboard_tags(logdir, kind="scalars"):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from experiments import figures
 from structnet_jax import poses as poses_lib
+from structnet_jax import scoring
 
 
 def _random_poses(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -55,6 +56,18 @@ def test_mpjpe_vs_a_matches_numpy_loop(data):
   for curve in (from_scores, from_emb, from_idx):
     np.testing.assert_allclose([curve[a] for a in a_values],
                                [ref[a] for a in a_values], rtol=1e-5)
+
+
+def test_mpjpe_vs_a_is_the_evaluation_avg_a(data):
+  """Figure 3's curve is the Avg(A) rows of the evaluation: the mean MPJPE of
+  scoring.structnet_avg (which Table 1 reports) for each A."""
+  a_values = (1, 3, 20)
+  curve = figures.mpjpe_vs_a(data["scores"], data["cands"], data["targets"],
+                             a_values)
+  for a in a_values:
+    avg = np.asarray(scoring.structnet_avg(data["scores"], data["cands"], a))
+    want = np.mean([_np_mpjpe(p, t) for p, t in zip(avg, data["targets"])])
+    np.testing.assert_allclose(curve[a], want, rtol=1e-5)
 
 
 def test_a1_is_structnet_max(data):

@@ -363,9 +363,9 @@ def test_unknown_subject_and_bad_options(dataset):
   with pytest.raises(ValueError, match=r"unknown subject\(s\) \['S9'\].*"
                      r"\['S1', 'S5'\]"):
     h36m_motion.load_expmap_motion(dataset["npz"], subjects=["S1", "S9"])
-  with pytest.raises(ValueError, match="step must be a positive integer"):
+  with pytest.raises(ValueError, match="step must be"):
     h36m_motion.load_expmap_motion(dataset["npz"], step=0)
-  with pytest.raises(ValueError, match="root_substeps must be a positive"):
+  with pytest.raises(ValueError, match="root_substeps must be"):
     h36m_motion.load_expmap_motion(dataset["npz"], root_substeps=0)
   with pytest.raises(ValueError, match="floor_window_s must be positive"):
     h36m_motion.load_expmap_motion(dataset["npz"], floor_window_s=0.0)

@@ -281,7 +281,7 @@ def test_builder_wrappers(tmp_path, examples):
   import json  # pylint: disable=g-import-not-at-top
   with open(f"{builder.data_dir}/rgb_stats.json", "w") as f:
     json.dump({"mean": mean.tolist(), "cov": cov.tolist()}, f)
-  np.testing.assert_allclose(ip.load_rgb_stats(builder.data_dir)[1], cov)
+  np.testing.assert_allclose(ip.read_rgb_mean_cov(builder.data_dir)[1], cov)
   train = ip.train_dataset_from_builder(builder, batch_size=4, seed=0,
                                         process_index=1, process_count=2,
                                         num_epochs=1, extra_keys=("frame",))

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from experiments import pipeline
+from data_pipelines import sources
 from experiments.configs import default as default_config
 from structnet_jax import learning_checks
 from structnet_jax import models
@@ -268,20 +268,20 @@ def _data(**fields):
 
 
 def test_validation_split_never_holds_test_subjects():
-  assert pipeline.validation_split(_data()) == {}
-  split = pipeline.validation_split(_data(validation_subjects="S8"))
+  assert sources.validation_split(_data()) == {}
+  split = sources.validation_split(_data(validation_subjects="S8"))
   assert split == {"train_subjects": ("S1", "S5", "S6", "S7"),
                    "test_subjects": ("S8",)}
-  assert not set(split["test_subjects"]) & set(pipeline.PROTOCOL_TEST_SUBJECTS)
+  assert not set(split["test_subjects"]) & set(sources.TEST_SUBJECTS)
   assert not set(split["train_subjects"]) & set(split["test_subjects"])
   with pytest.raises(ValueError, match=r"test subject\(s\) \['S9'\]"):
-    pipeline.validation_split(_data(validation_subjects="S8,S9"))
+    sources.validation_split(_data(validation_subjects="S8,S9"))
   with pytest.raises(ValueError, match=r"\['P4'\] are not training"):
-    pipeline.validation_split(_data(validation_subjects="P4",
+    sources.validation_split(_data(validation_subjects="P4",
                                     train_subjects="P1,P2",
                                     test_subjects="P3"))
   with pytest.raises(ValueError, match="every training subject"):
-    pipeline.validation_split(_data(validation_subjects="P1,P2",
+    sources.validation_split(_data(validation_subjects="P1,P2",
                                     train_subjects="P1,P2"))
   # The blobs toy data has no subjects, 2D joints or looks.
   for field, value, match in (
@@ -297,7 +297,7 @@ def test_validation_split_never_holds_test_subjects():
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ValueError, match=match):
-      pipeline.make_source(config)
+      sources.from_config(config)
 
 
 def test_checks_warn_for_a_stage1_at_the_mean_pose_and_a_flat_stage2():

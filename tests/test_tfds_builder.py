@@ -21,7 +21,9 @@ import tensorflow_datasets as tfds
 
 import data_pipelines  # pylint: disable=g-import-not-at-top
 from data_pipelines import h36m_motion
+from data_pipelines import input_pipeline as ip
 from data_pipelines import procedural_motion as pm
+from data_pipelines import sources
 from data_pipelines import synthesize as syn
 from data_pipelines import tfds_builder as tb
 from structnet_jax import poses as poses_lib
@@ -97,7 +99,8 @@ def test_examples_equal_the_synthesizer_output(built):
 def test_pose_space_and_rgb_stats_are_saved_with_the_dataset(built):
   builder, data_dir, train, _ = built
   files = os.listdir(builder.data_dir)
-  assert tb.POSE_SPACE_FILENAME in files and tb.RGB_STATS_FILENAME in files
+  assert (sources.POSE_SPACE_FILENAME in files
+          and ip.RGB_STATS_FILENAME in files)
   space = tb.load_pose_space(builder)
   assert space.shape == (8, 17, 3) and space.dtype == np.float32
   # Every training pose, in order sequence, camera, frame.

@@ -11,10 +11,11 @@ is given on the command line:
       --config.data.motion_path=/path/to/h36m_expmap_25fps.npz
 
 ``paper`` (the default argument): Figure-1 network and the paper's
-choices, every 5th frame of the 25 fps file (5 fps; about 126k training
-crops). ``cpu``: the default config's smaller network and short-schedule
-choices on 64x64 crops at 1 fps (every 25th frame: 25,212 training and
-9,536 test crops), 3000 + 1500 steps. ``quick``: the ``cpu`` run at half
+choices, every 5th frame of the 25 fps file (5 fps, five times the ``cpu``
+variant's crops). ``cpu``: the default config's smaller network and
+short-schedule choices on 64x64 crops at 1 fps (every 25th frame; its crop
+counts are in experiments/results/h36m_motion_cpu/README.md), 3000 + 1500
+steps. ``quick``: the ``cpu`` run at half
 the frames (every 50th) and half the steps, without the APF rows, to
 compare ideas in minutes. ``cpu_val`` / ``quick_val``: the same with S8
 held out as the validation split (train S1, S5, S6, S7; evaluate on S8):

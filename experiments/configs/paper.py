@@ -1,9 +1,9 @@
 """The paper's network and schedule (Figure 1, section 5.3) on rendered data.
 
 128x128 crops, 112x112 network input, conv (32, 64, 64) with 9/5/5 kernels,
-all FC widths 1024, batch 128, 3000 + 3000 steps. About 4.6 s per stage-1
-step on a 2-core CPU (benchmarks/RESULTS.md): meant for a GPU/TPU, where
-``--config.data.source=render`` needs no TensorFlow.
+all FC widths 1024, batch 128, 3000 + 3000 steps. Meant for a GPU/TPU, where
+``--config.data.source=render`` needs no TensorFlow; the step time of this
+network on a 2-core CPU is in benchmarks/RESULTS.md ("Core").
 
   python -m experiments.main --config=experiments/configs/paper.py \
       --workdir=DIR [--config.data.source=render]

@@ -31,7 +31,6 @@ def get_config():
   c.stage2.num_steps = 300
   c.stage2.num_candidates = 200
   c.train.batch_size = 32
-  c.train.log_every = 50
   c.train.checkpoint_every = 300
   c.train.plan_probe = False  # the plan line without its timing probes
   c.eval.batch_size = 100
