@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+pytestmark = pytest.mark.end_to_end  # subprocess runs of the program
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

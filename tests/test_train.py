@@ -179,6 +179,7 @@ def test_unreadable_newest_checkpoint_is_moved_aside_and_retrained(
                          jax.device_get(variables["params"]))
 
 
+@pytest.mark.end_to_end
 def test_tiny_run_learns_poses_from_images(tmp_path):
   """Margin loss falls and StructNet-Max beats the mean pose by far (train set).
 
