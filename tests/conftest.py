@@ -9,6 +9,12 @@ so the same small programs are not compiled again in each of them (a tiny
 ``experiments.main`` run: 37 s cold, 16 s warm on 2 cores). The cache only
 saves compile time: its keys cover the program, the XLA flags and the jax
 version.
+
+The end-to-end tests (``@pytest.mark.end_to_end``: whole runs, a minute or
+more each on 2 cores) are collected first. pytest-xdist hands tests out in
+collection order, so a long test collected near the end would leave the other
+worker idle while it finishes; started first, the short tests fill in behind
+them.
 """
 
 import os
@@ -29,3 +35,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 # A bounded cache needs the filelock package (the test extra has it; without
 # it every cache read fails with a warning and nothing is saved).
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+
+
+def pytest_collection_modifyitems(config, items):
+  """Puts the end-to-end tests first, each group in collection order."""
+  del config
+  items.sort(key=lambda item: item.get_closest_marker("end_to_end") is None)

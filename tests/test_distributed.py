@@ -75,6 +75,7 @@ def _metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.end_to_end
 def test_two_local_processes_train_like_one_and_only_process_0_writes(
     tmp_path):
   # Reference: one process with 4 devices (no figures: those are checked on

@@ -2,12 +2,15 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
+
+pytestmark = pytest.mark.end_to_end  # subprocess runs of the program
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,24 +34,60 @@ def _main(workdir, *flags):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_train_and_evaluate_then_resume(tmp_path):
-  run = _main(tmp_path, "--config.train.plan_probe=True")
-  assert run.returncode == 0, run.stderr[-3000:]
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+  """``(workdir, run)``: one tiny ``train_and_evaluate`` run of the command
+  line, trained once per test session and shared by this file's tests;
+  ``run`` holds its ``returncode``, ``stdout`` and ``stderr``.
+
+  With pytest-xdist both workers share it: the first to take the lock trains,
+  the other waits and reads. Tests read the workdir as it is; a test that
+  writes into a workdir (evaluate, resume, predict) works on its own copy
+  (``_copy``), so the tests need no order.
+  """
+  import filelock  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # this session's folder, above the workers' own
+  workdir = root / "cli_tiny_run"
+  record = root / "cli_tiny_run.json"
+  with filelock.FileLock(str(root / "cli_tiny_run.lock")):
+    if not record.exists():
+      shutil.rmtree(workdir, ignore_errors=True)
+      run = _main(workdir, "--config.train.plan_probe=True")
+      record.write_text(json.dumps({"returncode": run.returncode,
+                                    "stdout": run.stdout,
+                                    "stderr": run.stderr}))
+  run = json.loads(record.read_text())
+  assert run["returncode"] == 0, run["stderr"][-3000:]
+  return workdir, run
+
+
+def _copy(trained, tmp_path):
+  """A copy of the shared trained workdir, for a test that writes into it."""
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
+  return workdir
+
+
+def test_train_and_evaluate_writes_the_report(trained):
+  tmp_path, run = trained
+  stdout, stderr = run["stdout"], run["stderr"]
   # One line first says what the run will do and about how long it takes.
-  plan = [l for l in run.stderr.splitlines() if "] plan: " in l]
-  assert len(plan) == 1, run.stderr[-3000:]
+  plan = [l for l in stderr.splitlines() if "] plan: " in l]
+  assert len(plan) == 1, stderr[-3000:]
   assert "plan: stage 1: 4 steps x 32 images (adamw); stage 2: 4 steps" in (
       plan[0])
   assert "evaluate: 40 test images x 300 candidates" in plan[0]
   assert "min on this machine (stage 1" in plan[0]
-  assert run.stderr.index("] plan: ") < run.stderr.index("[stage1] step")
-  assert "the run took" in run.stderr
-  assert "StructNet-Avg(20)" in run.stdout and "| All |" in run.stdout
-  assert "| NN-oracle |" in run.stdout
-  assert "| LinKDE |" in run.stdout
-  assert "| Regression net (stage 1) |" in run.stdout
+  assert stderr.index("] plan: ") < stderr.index("[stage1] step")
+  assert "the run took" in stderr
+  assert "StructNet-Avg(20)" in stdout and "| All |" in stdout
+  assert "| NN-oracle |" in stdout
+  assert "| LinKDE |" in stdout
+  assert "| Regression net (stage 1) |" in stdout
   # Table 1's row order: StructNet's rows, the baselines, the references.
-  table = run.stdout.split("| PA-MPJPE")[0].split("| MPJPE (mm) |")[1]
+  table = stdout.split("| PA-MPJPE")[0].split("| MPJPE (mm) |")[1]
   rows = [line.split("|")[1].strip() for line in table.splitlines()
           if line.startswith("| ") and line.strip("| ")]
   assert rows == ["StructNet-Max", "StructNet-Avg(5)", "StructNet-Avg(20)",
@@ -77,23 +116,37 @@ def test_train_and_evaluate_then_resume(tmp_path):
       "figures/figure3", "figures/figure4a", "figures/figure4b",
       "figures/figure4c", "figures/figure4d"}
   assert "config" in _tensorboard_tags(tmp_path / "tensorboard", "tensors")
-  logged = (tmp_path / "metrics.jsonl").read_text().count("\n")
-  saved_config = (tmp_path / "config.json").read_text()
+
+
+def test_evaluate_takes_the_network_as_trained(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
+  saved_config = (workdir / "config.json").read_text()
   # Evaluating takes the network as trained; stage2.num_steps=7 is ignored.
-  again = _main(tmp_path, "--mode=evaluate", "--config.eval.linkde=False",
+  again = _main(workdir, "--mode=evaluate", "--config.eval.linkde=False",
                 "--config.eval.figures=False", "--config.stage2.num_steps=7")
   assert again.returncode == 0, again.stderr[-3000:]
   assert "| StructNet-Avg(20)-APF |" in again.stdout
   assert "plan: evaluate: 40 test images x 300 candidates (Max, " in (
       again.stderr)
   assert "plan: stage" not in again.stderr
-  assert (tmp_path / "config.json").read_text() == saved_config
-  _check_evaluate_on_positions(tmp_path)
-  resumed = _main(tmp_path, "--mode=train")
+  assert (workdir / "config.json").read_text() == saved_config
+
+
+def test_evaluate_on_other_data_writes_to_eval(trained, tmp_path):
+  _check_evaluate_on_positions(_copy(trained, tmp_path))
+
+
+def test_resume_trains_no_finished_stage_again(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
+  logged = (workdir / "metrics.jsonl").read_text().count("\n")
+  resumed = _main(workdir, "--mode=train")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   # Finished stages are not trained again.
-  assert (tmp_path / "metrics.jsonl").read_text().count("\n") == logged
-  _check_predict(tmp_path)
+  assert (workdir / "metrics.jsonl").read_text().count("\n") == logged
+
+
+def test_predict_on_a_trained_workdir(trained, tmp_path):
+  _check_predict(_copy(trained, tmp_path))
 
 
 def _check_evaluate_on_positions(workdir):

@@ -17,6 +17,7 @@ import sysconfig
 
 import nbclient
 import nbformat
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "experiments", "notebooks",
@@ -70,6 +71,7 @@ def _fresh_venv(root):
   return python
 
 
+@pytest.mark.end_to_end
 def test_notebook_installs_from_a_git_url_then_trains_evaluates_predicts(
     tmp_path, monkeypatch):
   clone = tmp_path / "structnet-jax"

@@ -64,6 +64,7 @@ def test_variables_flatten_and_unflatten_round_trip():
   assert float(back["pose_stats"]["scale"]) == 2.0
 
 
+@pytest.mark.end_to_end
 def test_predict_cli_with_the_shipped_model_reproduces_its_recorded_mpjpe(
     tmp_path):
   """What a user runs right after pip install: no workdir, no --images."""
