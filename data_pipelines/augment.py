@@ -5,10 +5,10 @@
   pixel, with ``(lambda, V)`` the eigen-decomposition of the RGB covariance
   over the training images and ``alpha ~ N(0, sigma^2)`` per image and
   eigenvector (as in Krizhevsky et al. 2012, the paper's [17]);
-* (not the paper's, off by default) a random hue turn and saturation scale
-  per image (``colour_jitter``; ``config.data.hue_jitter_deg`` /
-  ``saturation_jitter``), applied to every source's training batches by
-  ``experiments.pipeline.Run.batch_fn``.
+* (not the paper's; on in ``default.py``, off in ``paper.py``) a random hue
+  turn and saturation scale per image (``colour_jitter``;
+  ``config.data.hue_jitter_deg`` / ``saturation_jitter``), applied to every
+  source's training batches by ``experiments.pipeline.Run.batch_fn``.
 
 Images are float32 in [0, 1], ``[B, H, W, 3]``.
 """
