@@ -24,10 +24,11 @@ It has the interface of the experiments layer (``sources.Source``, opened by
   with ``mask [B] bool`` and the labels ``action``/``subject`` (numpy str)
   and ``camera`` (int).
 
-Host side, once (``RenderSource.create``): load the motion, put each sequence
-on its subject's body, and build for each split flat arrays over (sequence,
-camera, kept frame): the camera-frame joints to render (``[M, 17, 3]``), the
-root-relative pose labels, a view index (subject x camera: intrinsics and
+Host side, once (``RenderSource.create``): load the motion (``motion.load``,
+every ``frame_step``-th frame), put each ``motion.Motion`` on its subject's
+body as it says (``retarget``, ``lift_mm``, ``rig_subject``), and build for
+each split flat arrays over (sequence, camera, frame): the camera-frame
+joints to render (``[M, 17, 3]``), the root-relative pose labels, a view index (subject x camera: intrinsics and
 room floor), a subject index (appearance), action/subject/camera/frame
 labels. The per-subject ``Appearance`` s are stacked into one batched
 ``Appearance``; intrinsics and floors into ``[V, ...]`` tables. Everything is
@@ -68,6 +69,7 @@ from data_pipelines import appearance as appearance_lib
 from data_pipelines import augment
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
+from data_pipelines import motion as motion_lib
 from data_pipelines import position_motion
 from data_pipelines import render
 from data_pipelines import sources
@@ -122,51 +124,31 @@ def _check_subjects(name, subjects, *, any_name: bool = False
   return subjects
 
 
-def _load_sequences(motion, subjects, actions, *, frame_step, procedural):
-  """Motion sequences of ``subjects`` and the positions to keep in each."""
-  if "placement" in procedural:  # a joint-positions file
+def _load_sequences(motion, kind, subjects, actions, *, frame_step, options):
+  """The motion of ``subjects`` (``motion.load``), every ``frame_step``-th
+  frame; a positions file's sequences of those of ``subjects`` it holds."""
+  if kind == "positions":
     subjects = [s for s in subjects if s in {
         k[0] for k in position_motion.sequence_keys(motion)}]
     if not subjects:
       return []
-    seqs = position_motion.load_position_motion(
-        motion, subjects=subjects, actions=actions, step=frame_step,
-        **procedural)
-    return [(s, np.arange(s.num_frames)) for s in seqs.values()]
-  if isinstance(motion, str) and motion == "procedural":
-    from data_pipelines import procedural_motion  # pylint: disable=g-import-not-at-top
-    seqs = procedural_motion.generate_motion(
-        list(subjects), None if actions is None else list(actions),
-        **procedural)
-    return [(s, np.arange(0, s.num_frames, frame_step)) for s in seqs]
-  from data_pipelines import h36m_motion  # pylint: disable=g-import-not-at-top
-  seqs = h36m_motion.load_expmap_motion(
-      motion, procedural.get("skeleton_path"), subjects=list(subjects),
-      step=frame_step)
-  seqs = h36m_motion.select_actions(seqs, actions, motion)
-  # Loaded sub-sampled already (as tfds_builder does): keep every frame.
-  return [(s, np.arange(s.num_frames)) for s in seqs.values()]
+  return motion_lib.load(motion, kind=kind, subjects=list(subjects),
+                         actions=actions, step=frame_step, **options)
 
 
-def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
+def _split_arrays(seqs, cams, look_of, view_index, *, body_seed,
                   split) -> SplitArrays:
-  """Films the sequences as ``synthesize.render_sequence_examples`` does;
-  ``look_of(seq)`` is the index of the look each sequence wears."""
+  """Films every frame of the sequences as
+  ``synthesize.render_sequence_examples`` does; ``look_of(seq)`` is the index
+  of the look each sequence wears."""
   cols = {k: [] for k in ("joints", "pose", "view", "look_index",
                           "subject", "action", "subaction", "camera",
                           "frame")}
-  for seq, keep in seq_keeps:
-    if keep.size == 0:
-      continue
-    subject = seq.subject
-    # The loaders (procedural, h36m_motion, position_motion) checked the
-    # joints: [T, 17, 3] mm, finite.
-    rows = getattr(seq, "frame_indices", None)
-    rows = (np.arange(seq.num_frames) if rows is None
-            else np.asarray(rows).reshape(-1))
+  for seq in seqs:
+    # The loaders checked the joints: [T, 17, 3] mm, finite.
+    subject, n = seq.subject, seq.num_frames
     for camera, _, cam_joints in synthesize.filmed_views(
-        seq, keep, cams, body_seed=body_seed):
-      n = keep.size
+        seq, np.arange(n), cams, body_seed=body_seed):
       cols["joints"].append(cam_joints.astype(np.float32))
       cols["pose"].append(poses_lib.root_relative(cam_joints).astype(
           np.float32))
@@ -176,7 +158,7 @@ def _split_arrays(seq_keeps, cams, look_of, view_index, *, body_seed,
       cols["action"].append(np.full(n, str(seq.action), object))
       cols["subaction"].append(np.full(n, int(seq.subaction), np.int32))
       cols["camera"].append(np.full(n, camera, np.int32))
-      cols["frame"].append(rows[keep].astype(np.int32))
+      cols["frame"].append(np.asarray(seq.frame_indices).astype(np.int32))
   if not cols["pose"]:
     raise ValueError(
         f"the {split} split is empty: no kept frames for its subjects, "
@@ -373,10 +355,9 @@ class RenderSource:
       ValueError: bad options, unknown or overlapping subjects, unknown
         cameras or actions, a missing motion path, an empty split.
     """
-    positions = (isinstance(motion, (str, os.PathLike))
-                 and os.fspath(motion) != "procedural"
-                 and position_motion.holds_positions(
-                     os.path.expanduser(os.fspath(motion))))
+    kind = (motion_lib.kind_of(motion)
+            if isinstance(motion, (str, os.PathLike)) else None)
+    positions = kind == "positions"
     train_subjects = _check_subjects("train_subjects", train_subjects,
                                      any_name=positions)
     test_subjects = _check_subjects("test_subjects", test_subjects,
@@ -415,7 +396,7 @@ class RenderSource:
       if not actions or not all(isinstance(a, str) and a for a in actions):
         raise ValueError(f"actions must be None (all) or a non-empty "
                          f"sequence of action names, got {actions!r}.")
-    if not isinstance(motion, str) or motion != "procedural":
+    if not motion_lib.is_procedural(motion):
       if not isinstance(motion, (str, os.PathLike)):
         raise ValueError(f"motion must be 'procedural' or the path of an "
                          f"exponential-map .npz or folder, got {motion!r}.")
@@ -424,20 +405,17 @@ class RenderSource:
           "Pass 'procedural' or the h36m_expmap_25fps.npz of the shared data "
           "or the folder of the exponential-map release (the one holding "
           "S1/walking_1.txt).")
-      if positions:
-        options = dict(placement=placement, random_yaw=random_yaw, seed=seed,
-                       cameras=cams, rig_subject=rig_subject)
-      else:
-        options = {"skeleton_path": skeleton_path}
-    else:
-      options = dict(sequences_per_action=sequences_per_action,
-                     frames_per_sequence=frames_per_sequence, fps=fps,
-                     seed=seed, body_seed=body_seed)
 
     if (placement, random_yaw, rig_subject) != ("auto", False, None) and (
         not positions):
       raise ValueError("placement, random_yaw and rig_subject apply to joint "
                        "positions files only; leave them at their defaults.")
+    options = dict(
+        cameras=cams, seed=seed, body_seed=body_seed,
+        sequences_per_action=sequences_per_action,
+        frames_per_sequence=frames_per_sequence, fps=fps,
+        skeleton_path=skeleton_path, placement=placement,
+        random_yaw=random_yaw, rig_subject=rig_subject)
     subjects = train_subjects + test_subjects
     rigs = {s: position_motion.rig_subject_for(s, rig_subject) if positions
             else s for s in subjects}
@@ -455,9 +433,9 @@ class RenderSource:
     splits = {}
     for split, subs, step in (("train", train_subjects, frame_step),
                               ("test", test_subjects, test_frame_step)):
-      seq_keeps = _load_sequences(motion, subs, actions, frame_step=step,
-                                  procedural=options)
-      splits[split] = _split_arrays(seq_keeps, cams, look_of,
+      seqs = _load_sequences(motion, kind, subs, actions, frame_step=step,
+                             options=options)
+      splits[split] = _split_arrays(seqs, cams, look_of,
                                     view_index, body_seed=body_seed,
                                     split=split)
 

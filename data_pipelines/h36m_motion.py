@@ -35,7 +35,6 @@ The skeleton is never part of the package: pass ``skeleton_path`` or put
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import re
@@ -48,6 +47,7 @@ import numpy as np
 
 from data_pipelines import checks
 from data_pipelines import kinematics
+from data_pipelines import motion as motion_lib
 from data_pipelines import npz_files
 
 NUM_COLUMNS = 99
@@ -69,33 +69,9 @@ _SUBJECT_RE = re.compile(r"^S\d+$")
 _TEXT_NAME_RE = re.compile(r"^([A-Za-z]+)_(\d+)\.txt$")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class MotionSequence:
-  """One captured sequence as 17 world joints.
-
-  Attributes:
-    subject: e.g. ``"S1"``.
-    action: lower-case action name, e.g. ``"walking"``.
-    subaction: 1 or 2.
-    fps: frames per second of ``world_joints`` (file rate / ``step``).
-    frame_indices: ``[T]`` int, row of the source file of each frame.
-    world_joints: ``[T, 17, 3]`` float32 mm, world frame with z up, joint
-      order of ``structnet_jax.poses``.
-  """
-  subject: str
-  action: str
-  subaction: int
-  fps: float
-  frame_indices: np.ndarray
-  world_joints: np.ndarray
-
-  @property
-  def num_frames(self) -> int:
-    return int(self.world_joints.shape[0])
-
-  @property
-  def key(self) -> str:
-    return f"{self.subject}/{self.action}/{self.subaction}"
+# The former name of this loader's sequences: each is a ``motion.Motion``
+# (``retarget`` True: one skeleton for everybody; lifted by the ankle height).
+MotionSequence = motion_lib.Motion
 
 
 # ---------------------------------------------------------------------------
@@ -464,7 +440,7 @@ def load_expmap_motion(
     root_substeps: int | None = None,
     align: bool = True,
     floor_window_s: float | None = 2.0,
-) -> dict[str, MotionSequence]:
+) -> dict[str, motion_lib.Motion]:
   """Loads Human3.6M exponential-map motion as 17 z-up world joints (mm).
 
   Args:
@@ -494,7 +470,10 @@ def load_expmap_motion(
       i.e. only a choice of the start ``(R_0, T_0)``.
 
   Returns:
-    ``{"S1/walking/1": MotionSequence, ...}`` sorted by key.
+    ``{"S1/walking/1": motion.Motion, ...}`` sorted by key: ``fps`` the
+    file rate / ``step``, ``frame_indices`` the file rows, ``world_joints``
+    float32, filmed retargeted to each subject's body (``retarget`` True)
+    and lifted by ``motion.ANKLE_HEIGHT_MM``.
 
   Raises:
     FileNotFoundError: no motion at ``path`` or no skeleton found.
@@ -559,7 +538,7 @@ def load_expmap_motion(
       if align:
         joints = align_to_floor(joints, floor_window=floor_window)
       frames = np.arange(0, rows.shape[0], step)
-      out[key] = MotionSequence(
+      out[key] = motion_lib.Motion(
           subject=subject, action=action, subaction=subaction,
           fps=file_fps / step, frame_indices=frames,
           world_joints=np.ascontiguousarray(joints[frames], np.float32))
@@ -569,13 +548,13 @@ def load_expmap_motion(
   return out
 
 
-def select_actions(sequences: Mapping[str, MotionSequence],
+def select_actions(sequences: Mapping[str, motion_lib.Motion],
                    actions: Iterable[str] | None,
-                   path: str) -> dict[str, MotionSequence]:
+                   path: str) -> dict[str, motion_lib.Motion]:
   """The sequences of ``load_expmap_motion`` whose action is in ``actions``.
 
   Args:
-    sequences: ``{"S1/walking/1": MotionSequence, ...}``.
+    sequences: ``{"S1/walking/1": motion.Motion, ...}``.
     actions: action names in any case (``"Walking"`` = ``"walking"``); None
       keeps every sequence.
     path: the motion file or folder, named in the error.

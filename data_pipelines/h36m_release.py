@@ -68,6 +68,7 @@ import numpy as np
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
 from data_pipelines import kinematics
+from data_pipelines import motion as motion_lib
 from data_pipelines import render
 from structnet_jax import poses as poses_lib
 
@@ -104,8 +105,13 @@ _NAME_RE = re.compile(r"^(?P<base>.*?)(?: (?P<num>\d+))?$")
 
 
 @dataclasses.dataclass(frozen=True)
-class ReleaseSequence:
+class ReleaseSequence(motion_lib.Take):
   """One (subject, action, subaction, camera) video of the release.
+
+  A ``motion.Take`` (its ``subject``, ``action``, ``subaction`` and ``key``)
+  with the files that hold it: the filmed video, not joints to render, so
+  not a ``motion.Motion`` (its world joints are ``load_world_poses(
+  cdf_path)``).
 
   Attributes:
     subject: e.g. ``"S9"``.
@@ -119,9 +125,6 @@ class ReleaseSequence:
     bbox_path: this camera's ``ground_truth_bb`` mask file, ``None`` when the
       release copy has none.
   """
-  subject: str
-  action: str
-  subaction: int
   camera: int
   camera_id: str
   cdf_path: str

@@ -53,19 +53,18 @@ its name and the fix.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import zipfile
 import zlib
-from typing import ClassVar, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from absl import logging
 import numpy as np
 
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
-from data_pipelines import h36m_motion
+from data_pipelines import motion as motion_lib
 from data_pipelines import npz_files
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
@@ -94,31 +93,6 @@ _KEY_FORM = ("'{subject}/{action}/{subaction}', e.g. 'S1/walking/1' or "
              "action: no '|' or control characters; subaction: an integer)")
 _LEG_BONES = tuple(i for i, (p, c) in enumerate(poses_lib.BONES)
                    if poses_lib.JOINT_NAMES[c].endswith(("knee", "ankle")))
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class PositionSequence(h36m_motion.MotionSequence):
-  """One sequence of joint positions, placed in the capture volume.
-
-  The fields of ``h36m_motion.MotionSequence`` (with its ``num_frames`` and
-  ``key``), read from a positions file, and whose cameras film it.
-
-  Attributes:
-    subject: the key's subject, e.g. ``"P03"`` (also names the rendered
-      person's look).
-    action: the key's action, as written.
-    subaction: the key's integer.
-    fps: frames per second of ``world_joints`` (file rate / step).
-    frame_indices: ``[T]`` int, the file row of each frame.
-    world_joints: ``[T, 17, 3]`` float64 mm, z-up world, floor ``z = 0``
-      under the soles, joint order of ``structnet_jax.poses``.
-    rig_subject: the Human3.6M subject whose calibrated cameras film it.
-  """
-  rig_subject: str
-  # How ``synthesize`` films it: the joints as given (no retargeting), with
-  # the floor under the soles (no ankle lift).
-  retarget: ClassVar[bool] = False
-  lift_mm: ClassVar[float] = 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -473,7 +447,7 @@ def save_position_motion(path: str | os.PathLike,
   Args:
     path: the ``.npz`` to write.
     sequences: ``{"S1/walking/1": [T, 17, 3] mm}``, or objects with ``.key``
-      and ``.world_joints`` (e.g. ``PositionSequence``).
+      and ``.world_joints`` (e.g. ``motion.Motion`` s).
     fps: stored as the ``"fps"`` entry when given.
 
   Returns:
@@ -509,7 +483,7 @@ def load_position_motion(
     seed: int = 0,
     cameras: Sequence[int] = synthesize.CAMERAS,
     rig_subject: str | None = None,
-) -> dict[str, PositionSequence]:
+) -> dict[str, motion_lib.Motion]:
   """Loads a positions ``.npz`` as sequences placed in the capture volume.
 
   Args:
@@ -527,7 +501,9 @@ def load_position_motion(
       ``DEFAULT_RIG_SUBJECT``.
 
   Returns:
-    ``{"S1/walking/1": PositionSequence}`` sorted by key.
+    ``{"S1/walking/1": motion.Motion}`` sorted by key, filmed as given:
+    ``retarget`` False, ``lift_mm`` 0 (the floor is under the soles),
+    ``rig_subject`` as above; ``frame_indices`` the file rows.
 
   Raises:
     FileNotFoundError / ValueError: see ``read_positions_file``; bad options,
@@ -563,9 +539,10 @@ def load_position_motion(
     frames = np.arange(0, joints.shape[0], int(step))
     placed = place_in_capture_volume(joints[frames], rig, placement=placement,
                                      cameras=cameras, where=where)
-    out[key] = PositionSequence(
+    out[key] = motion_lib.Motion(
         subject=subject, action=action, subaction=subaction, fps=rate / step,
-        frame_indices=frames, world_joints=placed, rig_subject=rig)
+        frame_indices=frames, world_joints=placed, retarget=False,
+        lift_mm=0.0, rig_subject=rig)
   return out
 
 
@@ -574,7 +551,7 @@ def positions_from_sequences(seqs: Iterable, *, body_seed: int = 0,
                              ) -> dict[str, np.ndarray]:
   """The world joints that ``synthesize`` films for other motion sources.
 
-  For each sequence (procedural or exponential-map ``MotionSequence``), every
+  For each ``motion.Motion`` (procedural or exponential maps), every
   frame of ``synthesize.filmed_world_joints``: its joints on the subject's
   body, lifted by ``synthesize.ANKLE_HEIGHT_MM``, i.e. positions in this
   module's convention (floor under the soles at ``z = 0``). Rendering them

@@ -31,6 +31,7 @@ import numpy as np
 
 from data_pipelines import body_model
 from data_pipelines import checks
+from data_pipelines import motion as motion_lib
 from data_pipelines.body_model import ABD, FLEX, TWIST, JOINT
 
 # How far (mm) from the origin the pelvis may roam, and the floor-contact
@@ -42,9 +43,13 @@ _RAMP_SECONDS = 1.0
 HeadingFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class ProceduralSequence:
-  """One generated motion clip, shaped like a Human3.6M motion record.
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class ProceduralSequence(motion_lib.Motion):
+  """One generated motion clip: a ``motion.Motion`` and how it was made.
+
+  Generated on its subject's own body, so it is filmed without retargeting
+  (``retarget`` False) and, its ankles standing on ``z = 0``, lifted by
+  ``motion.ANKLE_HEIGHT_MM``.
 
   Attributes:
     subject: subject name, e.g. ``"S1"``.
@@ -53,6 +58,8 @@ class ProceduralSequence:
     fps: frames per second.
     world_joints: ``[T, 17, 3]`` float64 mm, world frame (z up, origin at the
       capture-volume centre), joint order of ``structnet_jax.poses``.
+    frame_indices: ``[T]`` the generated frame of each row (``0..T-1``, or
+      every ``step``-th of them).
     body: the subject's ``BodyShape``.
     joint_angles: ``[T, 17, 3]`` radians (``body_model`` conventions; the
       pelvis twist slot includes the heading) such that
@@ -61,19 +68,11 @@ class ProceduralSequence:
     root_position: ``[T, 3]`` mm, pelvis position in the world.
     heading: ``[T]`` radians, facing direction about z (0 = +x).
   """
-  subject: str
-  action: str
-  subaction: int
-  fps: float
-  world_joints: np.ndarray
+  retarget: bool = False
   body: body_model.BodyShape
   joint_angles: np.ndarray
   root_position: np.ndarray
   heading: np.ndarray
-
-  @property
-  def num_frames(self) -> int:
-    return int(self.world_joints.shape[0])
 
 
 # ---------------------------------------------------------------------------
@@ -700,7 +699,8 @@ def generate_motion(subjects: Sequence[str],
                     frames_per_sequence: int = 250,
                     fps: float = 50.0,
                     seed: int = 0,
-                    body_seed: int = 0) -> list[ProceduralSequence]:
+                    body_seed: int = 0,
+                    step: int = 1) -> list[ProceduralSequence]:
   """Generates procedural motion clips, deterministic given the seeds.
 
   Args:
@@ -713,6 +713,10 @@ def generate_motion(subjects: Sequence[str],
       action, subaction), not on which other clips are generated.
     body_seed: seed of the subjects' proportions (kept apart from ``seed`` so
       that a subject keeps its body across motion seeds).
+    step: keep every ``step``-th generated frame (the clip is generated at
+      ``fps`` first, so the kept frames do not depend on ``step``; the
+      sequences' ``fps`` is ``fps / step``, their ``frame_indices`` the
+      generated frames).
 
   Returns:
     ``len(subjects) * len(actions) * sequences_per_action`` sequences, ordered
@@ -720,6 +724,7 @@ def generate_motion(subjects: Sequence[str],
   """
   actions = _check_args(subjects, actions, sequences_per_action,
                         frames_per_sequence, fps, seed)
+  step = checks.int_at_least("step", step, 1, " (keep every step-th frame)")
   T = int(frames_per_sequence)
   t = np.arange(T) / float(fps)
   duration = (T - 1) / float(fps)
@@ -769,10 +774,13 @@ def generate_motion(subjects: Sequence[str],
     world = oriented + root[:, None, :]
     stored = rad.astype(np.float64).copy()
     stored[:, 0, TWIST] += heading
+    kept = slice(None, None, step)
     out.append(ProceduralSequence(
-        subject=subject, action=action, subaction=sub, fps=float(fps),
-        world_joints=world, body=body, joint_angles=stored,
-        root_position=root, heading=np.asarray(heading, np.float64)))
+        subject=subject, action=action, subaction=sub,
+        fps=float(fps) / step,
+        world_joints=world[kept], frame_indices=np.arange(T)[kept],
+        body=body, joint_angles=stored[kept], root_position=root[kept],
+        heading=np.asarray(heading, np.float64)[kept]))
   return out
 
 

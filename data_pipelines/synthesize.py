@@ -1,9 +1,10 @@
 """Motion sequences -> rendered training examples through the Human3.6M rig.
 
-A motion sequence (``procedural_motion.generate_motion`` or
-``h36m_motion.load_expmap_motion``: ``.subject .action .subaction .fps
-.world_joints [T, 17, 3]`` mm, z-up world) is filmed by the four calibrated
-Human3.6M cameras of its subject (``cameras.camera_for``) and rendered by the
+A motion sequence (a ``motion.Motion`` of ``motion.load``: ``.subject
+.action .subaction .fps .world_joints [T, 17, 3]`` mm, z-up world, and how it
+is filmed: ``.retarget .lift_mm .rig_subject``) is filmed by the four
+calibrated Human3.6M cameras of its ``.rig_subject`` (``cameras.camera_for``)
+and rendered by the
 pure-JAX ray caster (``render.render_batch``, jitted, frames in chunks) with the
 subject's look (``appearance.subject_appearance``) in the room of the
 camera's floor (``render.floor_from_extrinsics``). Each (camera, kept frame)
@@ -20,17 +21,18 @@ gives one example dict::
 
 Bodies. Every subject has its own seeded proportions
 (``body_model.subject_body``), so test subjects differ from training ones.
-Procedural motion is generated on that body already; the real exponential-map
-motion has one skeleton for everybody, so its joints are *retargeted*: each
+Procedural motion is generated on that body already (``.retarget`` False);
+the real exponential-map motion has one skeleton for everybody, so its
+joints are *retargeted* (``.retarget`` True): each
 bone vector, from the root outwards along the kinematic tree, is rescaled to
 the subject's bone length keeping its direction (``retarget_joints``), and
 each frame is shifted vertically so that its lowest joint keeps its height
 (the feet stay on the floor).
 
 Geometry. The world floor is ``z = 0`` and the ankle joint stands for the
-foot, so the rendered person is lifted by ``ANKLE_HEIGHT_MM`` (the height of
-the ankle joint above the sole) before filming; ``pose`` is root-relative and
-does not change. Joint positions (``position_motion``) have their floor
+foot, so the rendered person is lifted by ``.lift_mm`` (``ANKLE_HEIGHT_MM``,
+the height of the ankle joint above the sole) before filming; ``pose`` is
+root-relative and does not change. Joint positions (``position_motion``) have their floor
 under the soles already and are filmed as given (their ``.retarget`` is
 False and ``.lift_mm`` 0), by the cameras of their ``.rig_subject``. The
 renderer and ``pose_2d`` use the pinhole model of the camera's focal length
@@ -50,13 +52,14 @@ from data_pipelines import appearance as appearance_lib
 from data_pipelines import body_model
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
+from data_pipelines import motion as motion_lib
 from data_pipelines import render
 from structnet_jax import poses as poses_lib
 
-CAMERAS: tuple[int, ...] = (1, 2, 3, 4)
-# Height of the ankle joint above the floor (the sole), mm; matches the
-# renderer's ``floor_under_pose`` clearance.
-ANKLE_HEIGHT_MM = 70.0
+CAMERAS: tuple[int, ...] = motion_lib.CAMERAS
+# Height of the ankle joint above the floor (the sole), mm: the default
+# ``Motion.lift_mm``.
+ANKLE_HEIGHT_MM = motion_lib.ANKLE_HEIGHT_MM
 
 EXAMPLE_KEYS: tuple[str, ...] = (
     "image", "pose", "pose_2d", "subject", "action", "subaction", "camera",
@@ -135,50 +138,45 @@ def retarget_joints(world_joints, bone_lengths, *,
   return out
 
 
-def subject_world_joints(seq, *, body_seed: int = 0,
+def subject_world_joints(seq: motion_lib.Motion, *, body_seed: int = 0,
                          retarget: bool | None = None) -> np.ndarray:
   """World joints ``[T, 17, 3]`` mm of ``seq`` on its subject's own body.
 
   Args:
-    seq: a motion sequence (``.subject``, ``.world_joints [T, 17, 3]`` mm).
+    seq: a ``motion.Motion``.
     body_seed: seed of ``body_model.subject_body``.
-    retarget: whether to retarget to the subject's body; ``None`` (auto):
-      the sequence's own ``.retarget`` when it has one (joint positions say
-      False: rendered as given), else everything except procedural
-      sequences, which carry their ``.body`` and are generated on it.
+    retarget: whether to retarget to the subject's body; ``None``: the
+      sequence's own ``.retarget``.
 
   Returns:
     ``[T, 17, 3]`` float64 mm, z-up world.
   """
   joints = np.asarray(seq.world_joints, np.float64)
   if retarget is None:
-    retarget = getattr(seq, "retarget", None)
-  if retarget is None:
-    retarget = getattr(seq, "body", None) is None
+    retarget = seq.retarget
   if not retarget:
     return joints
   return retarget_joints(joints, subject_bone_lengths(seq.subject, body_seed))
 
 
-def rig_subject(seq) -> str:
-  """Whose calibrated cameras film ``seq``: its ``.rig_subject`` when it has
-  one (joint positions of any subject), else its ``.subject``."""
-  return check_subject(getattr(seq, "rig_subject", None) or str(seq.subject))
+def rig_subject(seq: motion_lib.Motion) -> str:
+  """Whose calibrated cameras film ``seq`` (its ``.rig_subject``), checked
+  against the calibration."""
+  return check_subject(seq.rig_subject)
 
 
-def filmed_world_joints(seq, keep, *, body_seed: int = 0,
+def filmed_world_joints(seq: motion_lib.Motion, keep, *, body_seed: int = 0,
                         retarget: bool | None = None,
                         lift_mm: float | None = None) -> np.ndarray:
   """The world joints ``[K, 17, 3]`` float64 mm the cameras film.
 
   The kept frames ``keep`` of ``subject_world_joints(seq)``, lifted by
-  ``lift_mm``; None (auto): the sequence's own ``.lift_mm`` when it has one
-  (0 for joint positions, whose floor is under the soles), else
-  ``ANKLE_HEIGHT_MM`` (motion whose ankles stand on ``z = 0``).
+  ``lift_mm``; None: the sequence's own ``.lift_mm`` (``ANKLE_HEIGHT_MM``
+  for motion whose ankles stand on ``z = 0``, 0 for joint positions, whose
+  floor is under the soles).
   """
-  if lift_mm is None:
-    lift_mm = getattr(seq, "lift_mm", ANKLE_HEIGHT_MM)
-  lift_mm = checks.finite("lift_mm", lift_mm, " (mm)")
+  lift_mm = checks.finite("lift_mm", seq.lift_mm if lift_mm is None
+                          else lift_mm, " (mm)")
   joints = subject_world_joints(seq, body_seed=body_seed, retarget=retarget)
   return joints[keep] + np.array([0.0, 0.0, lift_mm])
 
@@ -223,13 +221,14 @@ def camera_frame_joints(world_joints, cam: cameras_lib.Camera) -> np.ndarray:
   return (np.asarray(world_joints, np.float64) - centre) @ rotation.T
 
 
-def filmed_views(seq, keep, cameras: Sequence[int], *, body_seed: int = 0,
+def filmed_views(seq: motion_lib.Motion, keep, cameras: Sequence[int], *,
+                 body_seed: int = 0,
                  retarget: bool | None = None, lift_mm: float | None = None
                  ) -> list[tuple[int, cameras_lib.Camera, np.ndarray]]:
   """The kept frames of ``seq`` as each camera of its rig sees them.
 
   Args:
-    seq: a motion sequence (``render_sequence_examples``' ``seq``).
+    seq: a ``motion.Motion``.
     keep: ``[K]`` positions in ``seq.world_joints`` to film.
     cameras: camera numbers 1..4 (checked by the caller).
     body_seed, retarget, lift_mm: as ``filmed_world_joints``.
@@ -267,7 +266,7 @@ def _pixel_noise(image, std, seed_words):
 
 
 def render_sequence_examples(
-    seq, *,
+    seq: motion_lib.Motion, *,
     cameras: Sequence[int] = CAMERAS,
     frame_step: int = 1,
     frames: Sequence[int] | None = None,
@@ -292,11 +291,10 @@ def render_sequence_examples(
   ``(batch_size, crop_size, supersample)``).
 
   Args:
-    seq: a motion sequence with ``.subject .action .subaction .world_joints
-      [T, 17, 3]`` (mm, z-up world) and optionally ``.frame_indices [T]``
-      (source rows, reported as ``"frame"``; default ``0..T-1``),
-      ``.rig_subject`` (whose cameras film it; default ``.subject``),
-      ``.retarget`` and ``.lift_mm`` (see ``filmed_world_joints``).
+    seq: a ``motion.Motion``: ``.world_joints [T, 17, 3]`` (mm, z-up world)
+      filmed by the cameras of ``.rig_subject``, retargeted and lifted as
+      it says (``.retarget``, ``.lift_mm``); ``.frame_indices [T]`` are
+      reported as ``"frame"``.
     cameras: camera numbers 1..4 to film with.
     frame_step: keep every ``frame_step``-th frame (0, step, 2 step, ...).
     frames: explicit positions in ``seq.world_joints`` to keep instead.
@@ -309,9 +307,8 @@ def render_sequence_examples(
     supersample: rays per pixel side (2: anti-aliased).
     pixel_noise: add the appearance's Gaussian sensor noise, seeded per
       example (so images do not depend on ``batch_size``).
-    retarget: see ``subject_world_joints`` (None: auto).
-    lift_mm: height added to the joints before filming (None: auto, see
-      ``filmed_world_joints``).
+    retarget: override ``seq.retarget`` (None: the sequence's).
+    lift_mm: override ``seq.lift_mm``, mm (None: the sequence's).
     look: the name of the look to dress the subject in
       (``appearance.subject_appearance``; ``appearance.look_name`` gives a
       training subject's several looks); None: the subject's own.
@@ -349,9 +346,7 @@ def render_sequence_examples(
                        f"range [{keep.min()}, {keep.max()}].")
   if keep.size == 0:
     return iter(())
-  source_rows = getattr(seq, "frame_indices", None)
-  source_rows = (np.arange(num) if source_rows is None
-                 else np.asarray(source_rows).reshape(-1))
+  source_rows = np.asarray(seq.frame_indices).reshape(-1)
   if source_rows.shape[0] != num:
     raise ValueError(f"frame_indices has {source_rows.shape[0]} entries for "
                      f"{num} frames.")

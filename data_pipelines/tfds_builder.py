@@ -28,6 +28,9 @@ Four builder configs, one example format (``synthesize`` module docstring):
   (``tfds.download.DownloadConfig(manual_dir=...)`` or ``build_dataset(...,
   manual_dir=...)``; see ``MANUAL_DOWNLOAD_INSTRUCTIONS``).
 
+Every config's motion is loaded by ``motion.load`` (the release: its videos,
+``h36m_release.ReleaseSequence``), every ``frame_step``-th frame.
+
 Splits ``train`` (S1, S5, S6, S7, S8) and ``test`` (S9, S11), each camera a
 separate view (``cameras``), every ``frame_step``-th frame. Other choices
 (subjects, actions, clip counts, seeds, crop size, ...) are fields of
@@ -81,8 +84,8 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import appearance as appearance_lib
 from data_pipelines import checks
-from data_pipelines import h36m_motion
 from data_pipelines import input_pipeline
+from data_pipelines import motion as motion_lib
 from data_pipelines import npz_files
 from data_pipelines import position_motion
 from data_pipelines import procedural_motion
@@ -664,12 +667,14 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         train_subjects=cfg.train_subjects)
 
   def _procedural_jobs(self, cfg) -> list[_Job]:
-    subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
-    seqs = procedural_motion.generate_motion(
-        subjects, cfg.actions, sequences_per_action=cfg.sequences_per_action,
+    seqs = motion_lib.load(
+        motion_lib.PROCEDURAL, subjects=cfg.train_subjects + cfg.test_subjects,
+        actions=cfg.actions, step=cfg.frame_step,
+        sequences_per_action=cfg.sequences_per_action,
         frames_per_sequence=cfg.frames_per_sequence, fps=cfg.fps,
         seed=cfg.seed, body_seed=cfg.body_seed)
-    return self._jobs_for(seqs, cfg, frame_step=cfg.frame_step)
+    # Generated sub-sampled already: every frame is rendered.
+    return self._jobs_for(seqs, cfg, frame_step=1)
 
   def _given_motion_path(self, cfg, what: str, fix: str) -> str:
     """The motion file of ``cfg`` (the builder's ``motion_path`` first, then
@@ -691,13 +696,12 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         "motion_path", path, "Pass the "
         "h36m_expmap_25fps.npz of the shared data or the folder of the "
         "exponential-map release (the one holding S1/walking_1.txt, ...).")
-    subjects = list(cfg.train_subjects) + list(cfg.test_subjects)
-    seqs = h36m_motion.load_expmap_motion(
-        path, self._skeleton_path, subjects=subjects, step=cfg.frame_step)
-    seqs = h36m_motion.select_actions(seqs, cfg.actions, path)
+    seqs = motion_lib.load(
+        path, kind="h36m_motion",
+        subjects=cfg.train_subjects + cfg.test_subjects, actions=cfg.actions,
+        step=cfg.frame_step, skeleton_path=self._skeleton_path)
     # Loaded sub-sampled already: every loaded frame is rendered.
-    return (self._jobs_for(seqs.values(), cfg, frame_step=1),
-            _source_identity(path))
+    return self._jobs_for(seqs, cfg, frame_step=1), _source_identity(path)
 
   def _positions_jobs(self, cfg):
     path = self._given_motion_path(
@@ -716,13 +720,13 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
             f"holds {available}. Set train_subjects / test_subjects "
             "(--config.data.train_subjects=..., 'none' for an "
             "evaluation-only dataset).")
-    seqs = position_motion.load_position_motion(
-        path, subjects=subjects, actions=cfg.actions, step=cfg.frame_step,
-        placement=cfg.placement, random_yaw=bool(cfg.random_yaw),
-        seed=cfg.seed, cameras=cfg.cameras, rig_subject=cfg.rig_subject)
+    seqs = motion_lib.load(
+        path, kind="positions", subjects=subjects, actions=cfg.actions,
+        step=cfg.frame_step, placement=cfg.placement,
+        random_yaw=bool(cfg.random_yaw), seed=cfg.seed, cameras=cfg.cameras,
+        rig_subject=cfg.rig_subject)
     # Loaded sub-sampled already: every loaded frame is rendered.
-    return (self._jobs_for(seqs.values(), cfg, frame_step=1),
-            _source_identity(path))
+    return self._jobs_for(seqs, cfg, frame_step=1), _source_identity(path)
 
   def _release_jobs(self, cfg, manual_dir: str):
     if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
@@ -739,19 +743,16 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
       raise ImportError(
           f"the h36m_release config needs data_pipelines.h36m_release and its "
           f"readers ({e}). Install them with pip install -e '.[data]'.") from e
-    seqs = h36m_release.find_sequences(
-        manual_dir, subjects=list(cfg.train_subjects + cfg.test_subjects),
-        actions=None if cfg.actions is None else list(cfg.actions),
+    seqs = motion_lib.load(
+        manual_dir, kind="h36m_release",
+        subjects=cfg.train_subjects + cfg.test_subjects, actions=cfg.actions,
         cameras=cfg.cameras)
-    jobs = []
-    for seq in seqs:
-      key = "/".join(str(getattr(seq, a)) for a in (
-          "subject", "action", "subaction") if hasattr(seq, a))
-      if hasattr(seq, "camera"):
-        key += f"/c{seq.camera}"
-      jobs.append(_Job(key, seq.subject, _bind(
-          h36m_release.sequence_examples, seq, frame_step=cfg.frame_step,
-          crop_size=cfg.crop_size, margin=cfg.margin)))
+    jobs = [_Job(f"{seq.subject}/{seq.action}/{seq.subaction}/c{seq.camera}",
+                 seq.subject, _bind(h36m_release.sequence_examples, seq,
+                                    frame_step=cfg.frame_step,
+                                    crop_size=cfg.crop_size,
+                                    margin=cfg.margin))
+            for seq in seqs]
     return jobs, {"manual_dir": os.path.abspath(manual_dir)}
 
   # -- Cache -------------------------------------------------------------------
