@@ -28,11 +28,11 @@ Host side, once (``RenderSource.create``): load the motion (``motion.load``,
 every ``frame_step``-th frame), put each ``motion.Motion`` on its subject's
 body as it says (``retarget``, ``lift_mm``, ``rig_subject``), and build for
 each split flat arrays over (sequence, camera, frame): the camera-frame
-joints to render (``[M, 17, 3]``), the root-relative pose labels, a view index (subject x camera: intrinsics and
-room floor), a subject index (appearance), action/subject/camera/frame
-labels. The per-subject ``Appearance`` s are stacked into one batched
-``Appearance``; intrinsics and floors into ``[V, ...]`` tables. Everything is
-put on the device once.
+joints to render (``[M, 17, 3]``), the root-relative pose labels, a view
+index (subject x camera: intrinsics and room floor), a subject index
+(appearance), action/subject/camera/frame labels. The per-subject
+``Appearance`` s are stacked into one batched ``Appearance``; intrinsics and
+floors into ``[V, ...]`` tables. Everything is put on the device once.
 
 Training step (three jitted device calls, dispatched asynchronously: indices,
 renderer, augmentation; the renderer's compilation is shared with evaluation
@@ -59,7 +59,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -69,10 +69,10 @@ from data_pipelines import appearance as appearance_lib
 from data_pipelines import augment
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
+from data_pipelines import dataset_options
 from data_pipelines import motion as motion_lib
 from data_pipelines import position_motion
 from data_pipelines import render
-from data_pipelines import sources
 from data_pipelines import synthesize
 from structnet_jax import poses as poses_lib
 
@@ -107,24 +107,8 @@ class SplitArrays:
     return int(self.pose.shape[0])
 
 
-def _check_subjects(name, subjects, *, any_name: bool = False
-                    ) -> tuple[str, ...]:
-  if isinstance(subjects, str) or subjects is None:
-    subjects = (subjects,) if subjects else ()
-  subjects = tuple(subjects)
-  if not subjects or len(set(subjects)) != len(subjects):
-    raise ValueError(
-        f"{name} must be a non-empty sequence of distinct subject names such "
-        f"as ('S1', 'S5'), got {subjects!r}.")
-  for s in subjects:
-    if not isinstance(s, str):
-      raise ValueError(f"{name}: subject names must be strings, got {s!r}.")
-    if not any_name:  # joint positions may name anybody
-      synthesize.check_subject(s)
-  return subjects
-
-
-def _load_sequences(motion, kind, subjects, actions, *, frame_step, options):
+def _load_sequences(motion, kind, subjects, options, *, frame_step,
+                    skeleton_path):
   """The motion of ``subjects`` (``motion.load``), every ``frame_step``-th
   frame; a positions file's sequences of those of ``subjects`` it holds."""
   if kind == "positions":
@@ -132,8 +116,8 @@ def _load_sequences(motion, kind, subjects, actions, *, frame_step, options):
         k[0] for k in position_motion.sequence_keys(motion)}]
     if not subjects:
       return []
-  return motion_lib.load(motion, kind=kind, subjects=list(subjects),
-                         actions=actions, step=frame_step, **options)
+  return motion_lib.load(motion, options, kind=kind, subjects=subjects,
+                         step=frame_step, skeleton_path=skeleton_path)
 
 
 def _split_arrays(seqs, cams, look_of, view_index, *, body_seed,
@@ -291,111 +275,76 @@ class RenderSource:
   _device: tuple = dataclasses.field(repr=False)
 
   @classmethod
-  def create(cls, motion: str | os.PathLike = "procedural", *,
-             train_subjects: Sequence[str] = sources.TRAIN_SUBJECTS,
-             test_subjects: Sequence[str] = sources.TEST_SUBJECTS,
-             actions: Sequence[str] | None = None,
-             cameras: Sequence[int] = synthesize.CAMERAS,
-             frame_step: int = 5,
-             test_frame_step: int | None = None,
-             image_size: int = 128,
+  def create(cls, motion: str | os.PathLike = "procedural",
+             options: dataset_options.DatasetOptions | None = None, *,
+             image_size: int | None = None,
              crop: int = 112,
-             seed: int = 0,
              pca_noise_std: float = 0.1,
-             sequences_per_action: int = 2,
-             frames_per_sequence: int = 250,
-             fps: float = 50.0,
-             supersample: int = 2,
-             margin: float = 0.2,
-             body_seed: int = 0,
-             appearance_seed: int = 0,
-             pixel_noise: bool = True,
+             test_frame_step: int | None = None,
              skeleton_path: str | None = None,
-             placement: str = "auto",
-             random_yaw: bool = False,
-             rig_subject: str | None = None,
-             looks_per_subject: int = 1,
              rgb_sample_size: int = 256,
-             render_chunk: int = 8) -> "RenderSource":
+             render_chunk: int = 8,
+             **fields) -> "RenderSource":
     """Loads the motion, films it, and estimates the RGB covariance.
 
     Args:
       motion: ``"procedural"`` (``procedural_motion.generate_motion``), the
         path of a Human3.6M exponential-map ``.npz`` / folder
         (``h36m_motion.load_expmap_motion``) or of a joint-positions ``.npz``
-        (``position_motion``, rendered as given).
-      train_subjects, test_subjects: disjoint subjects of the rig (any names
-        of a positions file).
-      actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
-        Human3.6M: e.g. ``"walking"``); None for all.
-      cameras: camera numbers 1..4, each a separate view.
-      frame_step: keep every ``frame_step``-th frame (train; and test unless
-        ``test_frame_step`` is given).
-      test_frame_step: the test split's frame step (default ``frame_step``).
-      image_size: side of the rendered crop, pixels (the TFDS ``crop_size``).
+        (``position_motion``, rendered as given); ``motion.load`` loads it.
+      options: the dataset's ``dataset_options.DatasetOptions`` (the TFDS
+        config's fields: subjects, actions, cameras, ``frame_step``,
+        ``crop_size`` -- the side of the rendered crop --, procedural
+        clips and seeds, margin, supersampling, sensor noise, looks, and
+        for a positions file ``placement``, ``random_yaw`` (seeded by
+        ``seed``) and ``rig_subject``); default: the defaults. The subjects
+        are Human3.6M subjects of the rig, or any names of a positions file.
+      image_size: ``options.crop_size`` (the rendered crop's side, pixels)
+        by its name in this source.
       crop: network input side, ``<= image_size``.
-      seed: procedural motion seed (as the TFDS config's ``seed``).
       pca_noise_std: std of the PCA colour-noise coefficients (0: off).
-      sequences_per_action, frames_per_sequence, fps: procedural options.
-      supersample: rays per pixel side (2: anti-aliased).
-      margin: crop margin around the joints' 2D box (fraction of its side).
-      body_seed, appearance_seed: seeds of the subjects' bodies and looks.
-      pixel_noise: add the subjects' Gaussian sensor noise.
+      test_frame_step: the test split's frame step (default
+        ``options.frame_step``).
       skeleton_path: ``h36m_skeleton32.json`` for exp-map motion (default:
         beside the motion file).
-      placement, random_yaw, rig_subject: for a joint-positions file
-        (``position_motion.load_position_motion``; ``seed`` seeds the yaws).
-      looks_per_subject: looks per training subject, one per sequence
-        (``appearance.look_name``; as the TFDS config's field).
       rgb_sample_size: training images rendered to estimate the covariance.
       render_chunk: examples vmapped together per step of the renderer's
         ``lax.map`` (memory vs. parallelism; results do not depend on it).
+      **fields: ``DatasetOptions`` fields to change in ``options``, e.g.
+        ``frame_step=10, cameras=(1, 3)``.
 
     Raises:
       ValueError: bad options, unknown or overlapping subjects, unknown
         cameras or actions, a missing motion path, an empty split.
     """
+    if image_size is not None:
+      if "crop_size" in fields:
+        raise ValueError("pass the rendered crop's side as image_size or "
+                         "crop_size, not both.")
+      fields["crop_size"] = image_size
     kind = (motion_lib.kind_of(motion)
             if isinstance(motion, (str, os.PathLike)) else None)
     positions = kind == "positions"
-    train_subjects = _check_subjects("train_subjects", train_subjects,
-                                     any_name=positions)
-    test_subjects = _check_subjects("test_subjects", test_subjects,
-                                    any_name=positions)
-    overlap = sorted(set(train_subjects) & set(test_subjects))
-    if overlap:
-      raise ValueError(f"subject(s) {overlap} are in both train_subjects and "
-                       "test_subjects; the splits must not share people.")
-    cams = synthesize.check_cameras(cameras)
-    frame_step = checks.int_at_least("frame_step", frame_step, 1)
+    options = dataset_options.check_options(
+        dataset_options.make(options, **fields), any_subject_names=positions)
+    train_subjects, test_subjects = (options.train_subjects,
+                                     options.test_subjects)
+    if not positions:  # joint positions may name anybody
+      for s in train_subjects + test_subjects:
+        synthesize.check_subject(s)
+    cams, frame_step = options.cameras, options.frame_step
     if test_frame_step is None:
       test_frame_step = frame_step
     test_frame_step = checks.int_at_least("test_frame_step", test_frame_step,
                                           1)
-    image_size = checks.int_at_least("image_size", image_size, 8)
+    image_size = options.crop_size
     crop = checks.int_at_least("crop", crop, 1)
     if crop > image_size:
       raise ValueError(f"crop={crop} is larger than image_size={image_size}; "
                        "the network input is a window of the rendered crop.")
-    supersample = checks.int_at_least("supersample", supersample, 1)
     render_chunk = checks.int_at_least("render_chunk", render_chunk, 1)
     rgb_sample_size = checks.int_at_least("rgb_sample_size", rgb_sample_size, 1)
-    appearance_seed = checks.int_at_least("appearance_seed", appearance_seed, 0)
-    body_seed = checks.int_at_least("body_seed", body_seed, 0)
-    seed = checks.int_at_least("seed", seed, 0)
-    looks_per_subject = checks.int_at_least("looks_per_subject",
-                                            looks_per_subject, 1)
     pca_noise_std = checks.number_at_least("pca_noise_std", pca_noise_std, 0)
-    margin = checks.number_at_least(
-        "margin", margin, 0, " (fraction of the joints' 2D box)")
-    pixel_noise = checks.boolean("pixel_noise", pixel_noise)
-    if actions is not None:
-      if isinstance(actions, str):
-        actions = (actions,)
-      actions = tuple(actions)
-      if not actions or not all(isinstance(a, str) and a for a in actions):
-        raise ValueError(f"actions must be None (all) or a non-empty "
-                         f"sequence of action names, got {actions!r}.")
     if not motion_lib.is_procedural(motion):
       if not isinstance(motion, (str, os.PathLike)):
         raise ValueError(f"motion must be 'procedural' or the path of an "
@@ -405,17 +354,13 @@ class RenderSource:
           "Pass 'procedural' or the h36m_expmap_25fps.npz of the shared data "
           "or the folder of the exponential-map release (the one holding "
           "S1/walking_1.txt).")
-
-    if (placement, random_yaw, rig_subject) != ("auto", False, None) and (
-        not positions):
+    if (options.placement, options.random_yaw, options.rig_subject) != (
+        "auto", False, None) and not positions:
       raise ValueError("placement, random_yaw and rig_subject apply to joint "
                        "positions files only; leave them at their defaults.")
-    options = dict(
-        cameras=cams, seed=seed, body_seed=body_seed,
-        sequences_per_action=sequences_per_action,
-        frames_per_sequence=frames_per_sequence, fps=fps,
-        skeleton_path=skeleton_path, placement=placement,
-        random_yaw=random_yaw, rig_subject=rig_subject)
+    rig_subject = options.rig_subject
+    looks_per_subject = options.looks_per_subject
+    appearance_seed = options.appearance_seed
     subjects = train_subjects + test_subjects
     rigs = {s: position_motion.rig_subject_for(s, rig_subject) if positions
             else s for s in subjects}
@@ -433,11 +378,10 @@ class RenderSource:
     splits = {}
     for split, subs, step in (("train", train_subjects, frame_step),
                               ("test", test_subjects, test_frame_step)):
-      seqs = _load_sequences(motion, kind, subs, actions, frame_step=step,
-                             options=options)
-      splits[split] = _split_arrays(seqs, cams, look_of,
-                                    view_index, body_seed=body_seed,
-                                    split=split)
+      seqs = _load_sequences(motion, kind, subs, options, frame_step=step,
+                             skeleton_path=skeleton_path)
+      splits[split] = _split_arrays(seqs, cams, look_of, view_index,
+                                    body_seed=options.body_seed, split=split)
 
     # The looks, per-view intrinsics and rooms (device tables).
     dressed = [appearance_lib.subject_appearance(name, appearance_seed)
@@ -468,8 +412,8 @@ class RenderSource:
         pose_space=splits["train"].pose, splits=splits, subjects=subjects,
         looks=looks,
         cameras=cams, image_size=image_size, crop=crop,
-        supersample=supersample, margin=margin,
-        pca_noise_std=pca_noise_std, pixel_noise=pixel_noise,
+        supersample=options.supersample, margin=options.margin,
+        pca_noise_std=pca_noise_std, pixel_noise=options.pixel_noise,
         appearance_seed=appearance_seed, render_chunk=render_chunk,
         eigvals=np.ones(3, np.float32), eigvecs=np.eye(3, dtype=np.float32),
         rgb_cov=np.zeros((3, 3), np.float32), _tables=tables, _device=device)

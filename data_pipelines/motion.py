@@ -124,44 +124,33 @@ def kind_of(source: str | os.PathLike) -> str:
       "h36m_motion")
 
 
-def load(source: str | os.PathLike = PROCEDURAL, *,
+def load(source: str | os.PathLike = PROCEDURAL,
+         options: "dataset_options.DatasetOptions | None" = None, *,
          kind: str | None = None,
          subjects: Sequence[str] | None = None,
-         actions: Sequence[str] | None = None,
          step: int = 1,
-         cameras: Sequence[int] = CAMERAS,
-         seed: int = 0,
-         body_seed: int = 0,
-         sequences_per_action: int = 2,
-         frames_per_sequence: int = 250,
-         fps: float = 50.0,
-         skeleton_path: str | os.PathLike | None = None,
-         placement: str = "auto",
-         random_yaw: bool = False,
-         rig_subject: str | None = None) -> list:
+         skeleton_path: str | os.PathLike | None = None) -> list:
   """Loads (or generates) motion of any source as a list of ``Motion`` s.
 
   Args:
     source: ``"procedural"``, or the path of a Human3.6M exponential-map
       ``.npz`` / text folder, a joint-positions ``.npz`` or (with
       ``kind="h36m_release"``) the official release's folder.
+    options: the ``dataset_options.DatasetOptions`` (checked by the caller;
+      default: the defaults) whose motion fields it reads: ``actions`` (None:
+      all); procedural ``sequences_per_action``, ``frames_per_sequence``,
+      ``fps``, ``seed``, ``body_seed``; positions ``placement``,
+      ``random_yaw``, ``seed`` (of the yaws), ``rig_subject`` and
+      ``cameras`` (which must see every frame); the release's videos of
+      ``cameras``.
     kind: one of ``KINDS``; default ``kind_of(source)``.
-    subjects: the subjects to load (procedural: to generate, required);
-      None for every subject of the file.
-    actions: action names to keep; None for all.
+    subjects: the subjects to load; None: every subject of the file
+      (procedural: the options' train and test subjects).
     step: keep every ``step``-th frame (``frame_indices`` keep the source
       rows; ``fps`` is divided by ``step``). Not applied to the release,
       whose videos are sub-sampled when decoded.
-    cameras: camera numbers 1..4: positions must be seen by all of them;
-      the release's videos of these cameras.
-    seed: procedural motion seed; positions: seed of the random yaws.
-    body_seed: procedural: seed of the subjects' bodies.
-    sequences_per_action, frames_per_sequence, fps: procedural clips per
-      (subject, action), frames per clip (before ``step``), frame rate Hz.
     skeleton_path: exponential maps: ``h36m_skeleton32.json`` (default
       beside the motion).
-    placement, random_yaw, rig_subject: positions
-      (``position_motion.load_position_motion``).
 
   Returns:
     ``[Motion, ...]`` in the loader's order (procedural: subject, action,
@@ -173,30 +162,33 @@ def load(source: str | os.PathLike = PROCEDURAL, *,
       options, unknown subjects or actions).
   """
   # pylint: disable=g-import-not-at-top
+  from data_pipelines import dataset_options
+  o = dataset_options.DatasetOptions() if options is None else options
   kind = kind_of(source) if kind is None else kind
+  actions = None if o.actions is None else list(o.actions)
   if kind == "procedural":
     from data_pipelines import procedural_motion
+    if subjects is None:
+      subjects = tuple(o.train_subjects) + tuple(o.test_subjects or ())
     return procedural_motion.generate_motion(
-        list(subjects), None if actions is None else list(actions),
-        sequences_per_action=sequences_per_action,
-        frames_per_sequence=frames_per_sequence, fps=fps, seed=seed,
-        body_seed=body_seed, step=step)
+        list(subjects), actions, sequences_per_action=o.sequences_per_action,
+        frames_per_sequence=o.frames_per_sequence, fps=o.fps, seed=o.seed,
+        body_seed=o.body_seed, step=step)
   path = os.fspath(source)
+  subjects = None if subjects is None else list(subjects)
   if kind == "h36m_motion":
     from data_pipelines import h36m_motion
-    seqs = h36m_motion.load_expmap_motion(
-        path, skeleton_path,
-        subjects=None if subjects is None else list(subjects), step=step)
+    seqs = h36m_motion.load_expmap_motion(path, skeleton_path,
+                                          subjects=subjects, step=step)
     return list(h36m_motion.select_actions(seqs, actions, path).values())
   if kind == "positions":
     from data_pipelines import position_motion
     return list(position_motion.load_position_motion(
         path, subjects=subjects, actions=actions, step=step,
-        placement=placement, random_yaw=random_yaw, seed=seed,
-        cameras=cameras, rig_subject=rig_subject).values())
+        placement=o.placement, random_yaw=o.random_yaw, seed=o.seed,
+        cameras=o.cameras, rig_subject=o.rig_subject).values())
   if kind == "h36m_release":
     from data_pipelines import h36m_release
-    return h36m_release.find_sequences(
-        path, subjects=None if subjects is None else list(subjects),
-        actions=None if actions is None else list(actions), cameras=cameras)
+    return h36m_release.find_sequences(path, subjects=subjects,
+                                       actions=actions, cameras=o.cameras)
   raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}.")

@@ -4,11 +4,11 @@ A motion sequence (a ``motion.Motion`` of ``motion.load``: ``.subject
 .action .subaction .fps .world_joints [T, 17, 3]`` mm, z-up world, and how it
 is filmed: ``.retarget .lift_mm .rig_subject``) is filmed by the four
 calibrated Human3.6M cameras of its ``.rig_subject`` (``cameras.camera_for``)
-and rendered by the
-pure-JAX ray caster (``render.render_batch``, jitted, frames in chunks) with the
-subject's look (``appearance.subject_appearance``) in the room of the
-camera's floor (``render.floor_from_extrinsics``). Each (camera, kept frame)
-gives one example dict::
+and rendered by the pure-JAX ray caster (``render.render_batch``, jitted,
+frames in chunks) with the subject's look (``appearance.subject_appearance``)
+in the room of the camera's floor (``render.floor_from_extrinsics``), with
+the filming options of a ``dataset_options.DatasetOptions``. Each (camera,
+kept frame) gives one example dict::
 
   {"image":     uint8   [S, S, 3]  the person crop (S = crop_size),
    "pose":      float32 [17, 3]    root-relative camera-frame joints, mm
@@ -32,12 +32,12 @@ each frame is shifted vertically so that its lowest joint keeps its height
 Geometry. The world floor is ``z = 0`` and the ankle joint stands for the
 foot, so the rendered person is lifted by ``.lift_mm`` (``ANKLE_HEIGHT_MM``,
 the height of the ankle joint above the sole) before filming; ``pose`` is
-root-relative and does not change. Joint positions (``position_motion``) have their floor
-under the soles already and are filmed as given (their ``.retarget`` is
-False and ``.lift_mm`` 0), by the cameras of their ``.rig_subject``. The
-renderer and ``pose_2d`` use the pinhole model of the camera's focal length
-and principal point (no lens distortion): the crop is a small window, and
-image and 2D joints agree exactly.
+root-relative and does not change. Joint positions (``position_motion``)
+have their floor under the soles already and are filmed as given (their
+``.retarget`` is False and ``.lift_mm`` 0), by the cameras of their
+``.rig_subject``. The renderer and ``pose_2d`` use the pinhole model of the
+camera's focal length and principal point (no lens distortion): the crop is
+a small window, and image and 2D joints agree exactly.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from data_pipelines import appearance as appearance_lib
 from data_pipelines import body_model
 from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
+from data_pipelines import dataset_options
 from data_pipelines import motion as motion_lib
 from data_pipelines import render
 from structnet_jax import poses as poses_lib
@@ -185,22 +186,8 @@ def filmed_world_joints(seq: motion_lib.Motion, keep, *, body_seed: int = 0,
 # Filming.
 
 
-def check_cameras(cameras) -> tuple[int, ...]:
-  """Validates camera numbers (1..4, Human3.6M's order); returns a tuple."""
-  if isinstance(cameras, (int, np.integer)) and not isinstance(cameras, bool):
-    cameras = (cameras,)
-  try:
-    cams = tuple(cameras)
-  except TypeError:
-    cams = None
-  if (not cams or len(set(cams)) != len(cams) or any(
-      isinstance(c, bool) or not isinstance(c, (int, np.integer))
-      or c not in CAMERAS for c in cams)):
-    raise ValueError(
-        f"cameras must be distinct camera numbers from {CAMERAS} (1-based, "
-        f"the rig's order: 54138969, 55011271, 58860488, 60457274), got "
-        f"{cameras!r}.")
-  return tuple(int(c) for c in cams)
+# Camera numbers 1..4 checked, as a tuple (``dataset_options``).
+check_cameras = dataset_options.check_cameras
 
 
 def check_subject(subject: str) -> str:
@@ -266,20 +253,15 @@ def _pixel_noise(image, std, seed_words):
 
 
 def render_sequence_examples(
-    seq: motion_lib.Motion, *,
-    cameras: Sequence[int] = CAMERAS,
+    seq: motion_lib.Motion,
+    options: dataset_options.DatasetOptions | None = None, *,
     frame_step: int = 1,
     frames: Sequence[int] | None = None,
-    crop_size: int = 128,
-    appearance_seed: int = 0,
-    body_seed: int = 0,
     batch_size: int = 64,
-    margin: float = 0.2,
-    supersample: int = 2,
-    pixel_noise: bool = True,
     retarget: bool | None = None,
     lift_mm: float | None = None,
     look: str | None = None,
+    **fields,
 ) -> Iterator[dict]:
   """Renders a motion sequence through the Human3.6M rig, one dict per view.
 
@@ -295,23 +277,27 @@ def render_sequence_examples(
       filmed by the cameras of ``.rig_subject``, retargeted and lifted as
       it says (``.retarget``, ``.lift_mm``); ``.frame_indices [T]`` are
       reported as ``"frame"``.
-    cameras: camera numbers 1..4 to film with.
+    options: the dataset options it films with (``dataset_options.FILMING``:
+      ``cameras`` 1..4; ``crop_size`` S, the crops' side in pixels;
+      ``margin``, of the crop around the joints' 2D box, a fraction of its
+      side; ``supersample``, rays per pixel side; ``pixel_noise``, the
+      appearance's Gaussian sensor noise, seeded per example so images do
+      not depend on ``batch_size``; ``appearance_seed``, of
+      ``subject_appearance`` (look and room) and of the noise;
+      ``body_seed``, of the subject's body for retargeting). Default:
+      ``DatasetOptions()``. Its ``frame_step`` is not used: the motion
+      loaders sub-sample (``motion.load``); this call's ``frame_step``
+      picks frames of ``seq``.
     frame_step: keep every ``frame_step``-th frame (0, step, 2 step, ...).
     frames: explicit positions in ``seq.world_joints`` to keep instead.
-    crop_size: side S of the square crops, pixels.
-    appearance_seed: seed of ``subject_appearance`` (look and room) and of
-      the pixel noise.
-    body_seed: seed of the subject's body (``subject_body``) for retargeting.
     batch_size: frames per render call.
-    margin: crop margin around the joints' 2D box (fraction of its side).
-    supersample: rays per pixel side (2: anti-aliased).
-    pixel_noise: add the appearance's Gaussian sensor noise, seeded per
-      example (so images do not depend on ``batch_size``).
     retarget: override ``seq.retarget`` (None: the sequence's).
     lift_mm: override ``seq.lift_mm``, mm (None: the sequence's).
     look: the name of the look to dress the subject in
       (``appearance.subject_appearance``; ``appearance.look_name`` gives a
       training subject's several looks); None: the subject's own.
+    **fields: ``DatasetOptions`` fields to change in ``options``, e.g.
+      ``crop_size=64, cameras=(1,)``.
 
   Returns:
     An iterator of example dicts (keys ``EXAMPLE_KEYS``).
@@ -319,14 +305,10 @@ def render_sequence_examples(
   Raises:
     ValueError: bad options, an unknown subject, malformed joints.
   """
-  cams = check_cameras(cameras)
+  options = dataset_options.check_options(
+      dataset_options.make(options, **fields), only=dataset_options.FILMING)
   frame_step = checks.int_at_least("frame_step", frame_step, 1)
-  crop_size = checks.int_at_least("crop_size", crop_size, 8)
   batch_size = checks.int_at_least("batch_size", batch_size, 1)
-  supersample = checks.int_at_least("supersample", supersample, 1)
-  appearance_seed = checks.int_at_least("appearance_seed", appearance_seed, 0)
-  margin = checks.number_at_least("margin", margin, 0,
-                                  " (fraction of the joints' 2D box)")
   subject = str(seq.subject)
   if look is not None and (not isinstance(look, str) or not look):
     raise ValueError(f"look must be None or a look's name such as 'S1~2', "
@@ -351,17 +333,17 @@ def render_sequence_examples(
     raise ValueError(f"frame_indices has {source_rows.shape[0]} entries for "
                      f"{num} frames.")
 
-  views = filmed_views(seq, keep, cams, body_seed=body_seed,
-                       retarget=retarget, lift_mm=lift_mm)
-  return _render_examples(seq, subject, views, keep, source_rows, crop_size,
-                          appearance_seed, batch_size, margin,
-                          supersample, pixel_noise, look or subject)
+  views = filmed_views(seq, keep, options.cameras,
+                       body_seed=options.body_seed, retarget=retarget,
+                       lift_mm=lift_mm)
+  return _render_examples(seq, subject, views, keep, source_rows, options,
+                          batch_size, look or subject)
 
 
-def _render_examples(seq, subject, views, keep, source_rows, crop_size,
-                     appearance_seed, batch_size, margin, supersample,
-                     pixel_noise, look_name) -> Iterator[dict]:
+def _render_examples(seq, subject, views, keep, source_rows, options,
+                     batch_size, look_name) -> Iterator[dict]:
   """The generator behind ``render_sequence_examples`` (inputs checked)."""
+  appearance_seed, crop_size = options.appearance_seed, options.crop_size
   look = appearance_lib.subject_appearance(look_name, appearance_seed)
   noise_std = float(look.noise_std)
   seq_words = [appearance_seed, zlib.crc32(
@@ -377,14 +359,14 @@ def _render_examples(seq, subject, views, keep, source_rows, crop_size,
         pad = np.repeat(chunk[-1:], batch_size - chunk.shape[0], axis=0)
         chunk = np.concatenate([chunk, pad])
       out = render.render_batch(chunk, cam.focal, cam.center, look, floor,
-                                out_size=crop_size, margin=margin,
-                                supersample=supersample)
+                                out_size=crop_size, margin=options.margin,
+                                supersample=options.supersample)
       images, joints_2d = jax.device_get((out.image, out.joints_2d))
       for i in range(stop - start):
         t = int(keep[start + i])
         frame = int(source_rows[t])
         image = np.asarray(images[i])
-        if pixel_noise and noise_std > 0:
+        if options.pixel_noise and noise_std > 0:
           image = _pixel_noise(image, noise_std, seq_words + [camera, frame])
         yield {
             "image": image,

@@ -34,7 +34,9 @@ Every config's motion is loaded by ``motion.load`` (the release: its videos,
 Splits ``train`` (S1, S5, S6, S7, S8) and ``test`` (S9, S11), each camera a
 separate view (``cameras``), every ``frame_step``-th frame. Other choices
 (subjects, actions, clip counts, seeds, crop size, ...) are fields of
-``StructnetH36mConfig``; ``build_dataset(name, data_dir, **fields)`` makes a
+``StructnetH36mConfig``, a ``dataset_options.DatasetOptions`` (the options
+the on-device ``RenderSource`` and ``synthesize`` take too) with a name and a
+source; ``build_dataset(name, data_dir, **fields)`` makes a
 config named ``<name>_<hash of the fields>``, so the same options always
 land in the same dataset folder.
 
@@ -84,6 +86,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import appearance as appearance_lib
 from data_pipelines import checks
+from data_pipelines import dataset_options
 from data_pipelines import input_pipeline
 from data_pipelines import motion as motion_lib
 from data_pipelines import npz_files
@@ -142,67 +145,32 @@ manual_dir=...)`. Reading the CDF and MP4 files needs `cdflib` and `av`
 
 
 @dataclasses.dataclass(eq=False)
-class StructnetH36mConfig(tfds.core.BuilderConfig):
+class StructnetH36mConfig(tfds.core.BuilderConfig,
+                          dataset_options.DatasetOptions):
   """Options of one ``structnet_h36m`` dataset.
+
+  A ``dataset_options.DatasetOptions`` (every field that decides the
+  examples: subjects, actions, cameras, ``frame_step``, ``crop_size``,
+  procedural clips and seeds, rendering, positions placement, looks; its
+  docstring) with a TFDS name, and where the motion comes from. For
+  ``positions``, the subjects may have any names of the file,
+  ``train_subjects`` may be ``()`` (an evaluation-only dataset) and
+  ``test_subjects`` None (every other subject of the file); the others
+  film Human3.6M subjects of the rig (S1, S5, S6, S7, S8, S9, S11).
 
   Attributes:
     source: ``"procedural"``, ``"h36m_motion"``, ``"positions"`` or
       ``"h36m_release"``.
-    train_subjects, test_subjects: subjects of the two splits (disjoint;
-      all must be in the Human3.6M camera rig: S1, S5, S6, S7, S8, S9, S11,
-      except for ``positions``: any names in the file, ``train_subjects``
-      may be empty and ``test_subjects`` None for all the others).
-    actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
-      Human3.6M: lower-case, e.g. ``"walking"``); None for all.
-    cameras: camera numbers 1..4 (each a separate view).
-    frame_step: keep every ``frame_step``-th frame of each sequence.
-    crop_size: side of the square crops, pixels.
-    margin: crop margin around the person (fraction of the box side).
-    sequences_per_action: procedural clips per (subject, action).
-    frames_per_sequence: procedural frames per clip (before ``frame_step``).
-    fps: procedural frame rate, Hz.
-    seed: procedural motion seed.
-    body_seed: seed of the subjects' bodies (``body_model.subject_body``).
-    appearance_seed: seed of the subjects' looks, the room and pixel noise.
-    supersample: rays per pixel side when rendering (2: anti-aliased).
-    pixel_noise: add the appearance's Gaussian sensor noise.
     motion_path: ``h36m_motion``'s motion file or folder (``positions``:
       its ``.npz``), when not given to the builder (``StructnetH36m(...,
       motion_path=...)``).
-    placement: ``positions``: ``position_motion.PLACEMENTS``.
-    random_yaw: ``positions``: turn each sequence by a random yaw (seeded by
-      ``seed`` and its key).
-    rig_subject: ``positions``: whose cameras film every sequence (None:
-      each Human3.6M subject its own, others ``S9``'s).
-    looks_per_subject: outfits and builds per *training* subject
-      (``appearance.look_name``: each sequence wears one); 1: one look per
-      subject. Test subjects always keep their single look.
     source_digest: ``positions``: a digest of the motion file's bytes, set
       by ``build_dataset``, so two different files never share a dataset
       (the Human3.6M motion is one file wherever it lives; a user's
       positions files are each their own data).
   """
   source: str = "procedural"
-  train_subjects: tuple[str, ...] = sources.TRAIN_SUBJECTS
-  test_subjects: tuple[str, ...] | None = sources.TEST_SUBJECTS
-  actions: tuple[str, ...] | None = None
-  cameras: tuple[int, ...] = synthesize.CAMERAS
-  frame_step: int = 5
-  crop_size: int = 128
-  margin: float = 0.2
-  sequences_per_action: int = 2
-  frames_per_sequence: int = 250
-  fps: float = 50.0
-  seed: int = 0
-  body_seed: int = 0
-  appearance_seed: int = 0
-  supersample: int = 2
-  pixel_noise: bool = True
   motion_path: str | None = None
-  placement: str = "auto"
-  random_yaw: bool = False
-  rig_subject: str | None = None
-  looks_per_subject: int = 1
   source_digest: str | None = None
 
 
@@ -239,29 +207,15 @@ BUILDER_CONFIGS = (
 
 
 def _canonical(name: str, value):
-  """Normalises a config option (lists -> tuples, numpy scalars -> python)."""
-  if name in ("train_subjects", "test_subjects", "actions", "cameras"):
-    if value is None and name in ("actions", "test_subjects"):
-      return None
-    if isinstance(value, (str, int, np.integer)):
-      value = (value,)
-    try:
-      value = tuple(value)
-    except TypeError:
-      raise ValueError(f"config field {name} must be a sequence, got "
-                       f"{value!r}.") from None
-    if name == "cameras":
-      return tuple(int(c) if isinstance(c, np.integer) else c for c in value)
-    return value
-  if isinstance(value, np.generic):
-    return value.item()
+  """Normalises a config option (``dataset_options.canonical``; paths ->
+  ``str``)."""
   if name == "motion_path" and value is not None:
     return os.fspath(value)
-  return value
+  return dataset_options.canonical(name, value)
 
 
 def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
-  """Validates a config; returns it.
+  """Validates a config; returns it (unchanged: its fields are its identity).
 
   Raises:
     ValueError: naming the bad field and what it should be.
@@ -271,74 +225,30 @@ def check_config(config: StructnetH36mConfig) -> StructnetH36mConfig:
   if config.source not in SOURCES:
     raise ValueError(f"config {config.name!r}: source must be one of "
                      f"{SOURCES}, got {config.source!r}.")
-  rig = sorted(synthesize.cameras_lib.load_h36m_cameras(),
-               key=lambda s: (len(s), s))
   positions = config.source == "positions"
-  for field in ("train_subjects", "test_subjects"):
-    subjects = getattr(config, field)
-    if positions and (subjects is None and field == "test_subjects"
-                      or subjects == () and field == "train_subjects"):
-      continue  # all subjects not in train / an evaluation-only dataset
-    if (isinstance(subjects, str) or not isinstance(subjects, tuple)
-        or not subjects or len(set(subjects)) != len(subjects)):
-      raise ValueError(
-          f"config {config.name!r}: {field} must be a non-empty tuple of "
-          f"distinct subject names such as ('S1', 'S5'), got {subjects!r}"
-          + (" (positions: train_subjects may be () for an evaluation-only "
-             "dataset, test_subjects None for every other subject)."
-             if positions else "."))
-    if positions:
-      for s in subjects:
-        position_motion.check_subject_name(s, f"config {config.name!r}: "
-                                           f"{field}")
-      continue
-    unknown = [s for s in subjects if s not in rig]
-    if unknown:
-      raise ValueError(
-          f"config {config.name!r}: unknown subject(s) {unknown} in {field}; "
-          f"the Human3.6M camera rig has {rig}. Choose subjects from those.")
-  overlap = sorted(set(config.train_subjects) & set(config.test_subjects or ()))
-  if overlap:
-    raise ValueError(
-        f"config {config.name!r}: subject(s) {overlap} are in both "
-        "train_subjects and test_subjects; the splits must not share people.")
-  if config.actions is not None:
-    if (isinstance(config.actions, str) or not isinstance(config.actions, tuple)
-        or not config.actions
-        or not all(isinstance(a, str) and a for a in config.actions)):
-      raise ValueError(
-          f"config {config.name!r}: actions must be None (all) or a "
-          f"non-empty tuple of action names, got {config.actions!r}.")
-    if config.source == "procedural":
-      unknown = [a for a in config.actions
-                 if a not in procedural_motion.ACTION_NAMES]
+  dataset_options.check_options(config, f"config {config.name!r}: ",
+                                any_subject_names=positions,
+                                open_splits=positions)
+  if not positions:
+    rig = dataset_options.rig_subjects()
+    for field in ("train_subjects", "test_subjects"):
+      unknown = [s for s in getattr(config, field) if s not in rig]
       if unknown:
         raise ValueError(
-            f"config {config.name!r}: unknown procedural action(s) {unknown};"
-            f" choose from {procedural_motion.ACTION_NAMES}.")
-  synthesize.check_cameras(config.cameras)
-  where = f"config {config.name!r}: "
-  for field, minimum in (("frame_step", 1), ("crop_size", 8),
-                         ("sequences_per_action", 1),
-                         ("frames_per_sequence", 2), ("seed", 0),
-                         ("body_seed", 0), ("appearance_seed", 0),
-                         ("supersample", 1), ("looks_per_subject", 1)):
-    checks.int_at_least(where + field, getattr(config, field), minimum)
-  checks.number_at_least(where + "margin", config.margin, 0,
-                         " (fraction of the box side)")
-  checks.positive_number(where + "fps", config.fps, " (frames per second)")
-  for field in ("pixel_noise", "random_yaw"):
-    checks.boolean(where + field, getattr(config, field))
+            f"config {config.name!r}: unknown subject(s) {unknown} in "
+            f"{field}; the Human3.6M camera rig has {rig}. Choose subjects "
+            "from those.")
+  if config.source == "procedural" and config.actions is not None:
+    unknown = [a for a in config.actions
+               if a not in procedural_motion.ACTION_NAMES]
+    if unknown:
+      raise ValueError(
+          f"config {config.name!r}: unknown procedural action(s) {unknown};"
+          f" choose from {procedural_motion.ACTION_NAMES}.")
   if config.looks_per_subject > 1 and config.source == "h36m_release":
     raise ValueError(f"config {config.name!r}: looks_per_subject dresses "
                      "rendered people; the h36m_release videos are filmed "
                      "people. Leave it at 1.")
-  checks.one_of(where + "placement", config.placement,
-                position_motion.PLACEMENTS)
-  if config.rig_subject is not None and config.rig_subject not in rig:
-    raise ValueError(f"config {config.name!r}: rig_subject "
-                     f"{config.rig_subject!r} has no cameras; choose one of "
-                     f"{rig} (or None).")
   return config
 
 
@@ -655,26 +565,17 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
     self._cache_path = os.path.join(
         root, f"{cfg.name}-{self.version}-{_fingerprint(cfg, identity)[:12]}")
 
-  def _jobs_for(self, seqs, cfg, *, frame_step: int) -> list[_Job]:
-    """``_render_jobs`` of ``seqs`` with ``cfg``'s rendering options."""
+  def _jobs_for(self, seqs, cfg) -> list[_Job]:
+    """``_render_jobs`` of ``seqs`` (every frame: the motion is loaded
+    sub-sampled) filmed with ``cfg``'s options."""
     return _render_jobs(
-        seqs, dict(cameras=cfg.cameras, crop_size=cfg.crop_size,
-                   appearance_seed=cfg.appearance_seed,
-                   body_seed=cfg.body_seed, batch_size=self._batch_size,
-                   margin=cfg.margin, supersample=cfg.supersample,
-                   pixel_noise=cfg.pixel_noise),
-        frame_step=frame_step, looks_per_subject=cfg.looks_per_subject,
+        seqs, dict(options=cfg, batch_size=self._batch_size), frame_step=1,
+        looks_per_subject=cfg.looks_per_subject,
         train_subjects=cfg.train_subjects)
 
   def _procedural_jobs(self, cfg) -> list[_Job]:
-    seqs = motion_lib.load(
-        motion_lib.PROCEDURAL, subjects=cfg.train_subjects + cfg.test_subjects,
-        actions=cfg.actions, step=cfg.frame_step,
-        sequences_per_action=cfg.sequences_per_action,
-        frames_per_sequence=cfg.frames_per_sequence, fps=cfg.fps,
-        seed=cfg.seed, body_seed=cfg.body_seed)
-    # Generated sub-sampled already: every frame is rendered.
-    return self._jobs_for(seqs, cfg, frame_step=1)
+    seqs = motion_lib.load(motion_lib.PROCEDURAL, cfg, step=cfg.frame_step)
+    return self._jobs_for(seqs, cfg)
 
   def _given_motion_path(self, cfg, what: str, fix: str) -> str:
     """The motion file of ``cfg`` (the builder's ``motion_path`` first, then
@@ -697,11 +598,10 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
         "h36m_expmap_25fps.npz of the shared data or the folder of the "
         "exponential-map release (the one holding S1/walking_1.txt, ...).")
     seqs = motion_lib.load(
-        path, kind="h36m_motion",
-        subjects=cfg.train_subjects + cfg.test_subjects, actions=cfg.actions,
-        step=cfg.frame_step, skeleton_path=self._skeleton_path)
-    # Loaded sub-sampled already: every loaded frame is rendered.
-    return self._jobs_for(seqs, cfg, frame_step=1), _source_identity(path)
+        path, cfg, kind="h36m_motion",
+        subjects=cfg.train_subjects + cfg.test_subjects, step=cfg.frame_step,
+        skeleton_path=self._skeleton_path)
+    return self._jobs_for(seqs, cfg), _source_identity(path)
 
   def _positions_jobs(self, cfg):
     path = self._given_motion_path(
@@ -720,13 +620,9 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
             f"holds {available}. Set train_subjects / test_subjects "
             "(--config.data.train_subjects=..., 'none' for an "
             "evaluation-only dataset).")
-    seqs = motion_lib.load(
-        path, kind="positions", subjects=subjects, actions=cfg.actions,
-        step=cfg.frame_step, placement=cfg.placement,
-        random_yaw=bool(cfg.random_yaw), seed=cfg.seed, cameras=cfg.cameras,
-        rig_subject=cfg.rig_subject)
-    # Loaded sub-sampled already: every loaded frame is rendered.
-    return self._jobs_for(seqs, cfg, frame_step=1), _source_identity(path)
+    seqs = motion_lib.load(path, cfg, kind="positions", subjects=subjects,
+                           step=cfg.frame_step)
+    return self._jobs_for(seqs, cfg), _source_identity(path)
 
   def _release_jobs(self, cfg, manual_dir: str):
     if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
@@ -743,10 +639,8 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
       raise ImportError(
           f"the h36m_release config needs data_pipelines.h36m_release and its "
           f"readers ({e}). Install them with pip install -e '.[data]'.") from e
-    seqs = motion_lib.load(
-        manual_dir, kind="h36m_release",
-        subjects=cfg.train_subjects + cfg.test_subjects, actions=cfg.actions,
-        cameras=cfg.cameras)
+    seqs = motion_lib.load(manual_dir, cfg, kind="h36m_release",
+                           subjects=cfg.train_subjects + cfg.test_subjects)
     jobs = [_Job(f"{seq.subject}/{seq.action}/{seq.subaction}/c{seq.camera}",
                  seq.subject, _bind(h36m_release.sequence_examples, seq,
                                     frame_step=cfg.frame_step,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from data_pipelines import dataset_options
 from data_pipelines import h36m_motion
 from data_pipelines import h36m_release
 from data_pipelines import motion
@@ -34,9 +35,10 @@ def test_motion_defaults_are_retargeted_lifted_and_filmed_by_the_subject():
 
 def test_procedural_load_keeps_every_step_th_generated_frame():
   full = pm.generate_motion(["S1"], ["walking"], 1, 10, seed=3)[0]
-  (seq,) = motion.load("procedural", subjects=["S1"], actions=["walking"],
-                       step=4, sequences_per_action=1, frames_per_sequence=10,
-                       seed=3)
+  options = dataset_options.DatasetOptions(
+      actions=("walking",), sequences_per_action=1, frames_per_sequence=10,
+      seed=3)
+  (seq,) = motion.load("procedural", options, subjects=["S1"], step=4)
   assert isinstance(seq, pm.ProceduralSequence)
   assert not seq.retarget and seq.lift_mm == motion.ANKLE_HEIGHT_MM
   np.testing.assert_array_equal(seq.frame_indices, [0, 4, 8])
@@ -63,7 +65,8 @@ def test_files_load_as_motion_of_their_kind(tmp_path):
                       "S1/eating/1": random_rows(12, seed=1)})
   assert motion.kind_of(expmap) == "h36m_motion"
   assert motion.kind_of("procedural") == "procedural"
-  (seq,) = motion.load(expmap, actions=["Walking"], step=5)
+  (seq,) = motion.load(expmap, dataset_options.DatasetOptions(
+      actions=("Walking",)), step=5)
   assert type(seq) is motion.Motion and seq.key == "S1/walking/1"
   assert seq.retarget and seq.lift_mm == motion.ANKLE_HEIGHT_MM
   np.testing.assert_array_equal(seq.frame_indices, [0, 5, 10])
