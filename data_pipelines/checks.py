@@ -19,6 +19,7 @@ Private helpers trust their (checked) public callers and do not call these.
 
 from __future__ import annotations
 
+import difflib
 import numbers
 import os
 from typing import Any, Sequence
@@ -118,6 +119,21 @@ def one_of(name: str, value: Any, choices: Sequence[Any],
     raise ValueError(
         f"{name} must be one of {tuple(choices)}{hint}, got {value!r}.")
   return value
+
+
+def known_names(what: str, names: Sequence[str],
+                known: Sequence[str]) -> None:
+  """Refuses names (e.g. of options) that are not in ``known``.
+
+  Raises:
+    ValueError: ``"unknown <what>(s) [<names>] (closest: {<name>: [<close
+      known names>]}); the options are [<known>]."``
+  """
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    hints = {n: difflib.get_close_matches(n, known, n=3) for n in unknown}
+    raise ValueError(f"unknown {what}(s) {unknown} (closest: {hints}); the "
+                     f"options are {list(known)}.")
 
 
 def existing_path(name: str, path: str | os.PathLike, fix: str, *,

@@ -25,7 +25,6 @@ the source's own check.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Sequence
 
 import numpy as np
@@ -126,12 +125,7 @@ def make(options: DatasetOptions | None = None, **fields) -> DatasetOptions:
   Raises:
     ValueError: a field that is not an option (naming the closest ones).
   """
-  unknown = [k for k in fields if k not in OPTION_NAMES]
-  if unknown:
-    hints = {k: difflib.get_close_matches(k, OPTION_NAMES, n=3)
-             for k in unknown}
-    raise ValueError(f"unknown dataset option(s) {unknown} (closest: "
-                     f"{hints}); the options are {list(OPTION_NAMES)}.")
+  checks.known_names("dataset option", fields, OPTION_NAMES)
   base = DatasetOptions() if options is None else options
   values = {n: getattr(base, n) for n in OPTION_NAMES}
   values.update({k: canonical(k, v) for k, v in fields.items()})

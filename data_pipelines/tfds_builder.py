@@ -71,7 +71,6 @@ does nothing (TFDS reuses it). Inputs are checked before anything is written.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
@@ -294,13 +293,7 @@ def make_config(name_or_config: str | StructnetH36mConfig = "procedural",
   else:
     raise ValueError(f"name_or_config must be a config name or a "
                      f"StructnetH36mConfig, got {type(name_or_config)}.")
-  unknown = [k for k in options if k not in _OPTION_NAMES]
-  if unknown:
-    hints = {k: difflib.get_close_matches(k, _OPTION_NAMES, n=3)
-             for k in unknown}
-    raise ValueError(
-        f"unknown structnet_h36m config option(s) {unknown} (closest: "
-        f"{hints}); the options are {list(_OPTION_NAMES)}.")
+  checks.known_names("structnet_h36m config option", options, _OPTION_NAMES)
   if not options:
     return check_config(base)
   changes = {k: _canonical(k, v) for k, v in options.items()}

@@ -69,3 +69,11 @@ def test_existing_path(tmp_path):
     checks.existing_path("folder", f, "Pass a folder.", kind="dir")
   with pytest.raises(ValueError, match="kind must be one of"):
     checks.existing_path("x", f, "", kind="link")
+
+
+def test_known_names():
+  checks.known_names("option", ["a", "b"], ("a", "b", "c"))
+  with pytest.raises(ValueError, match=r"^unknown option\(s\) \['bb'\] "
+                     r"\(closest: \{'bb': \['b'\]\}\); the options are "
+                     r"\['a', 'b'\]\.$"):
+    checks.known_names("option", ["a", "bb"], ("a", "b"))
