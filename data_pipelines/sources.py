@@ -128,8 +128,9 @@ def validation_split(data) -> dict[str, tuple[str, ...]]:
 
 
 def _dataset_options(data) -> dict[str, Any]:
-  """The rendered sources' options set in ``config.data`` (0 / "": the
-  source's own default), with the validation split applied."""
+  """The rendered sources' ``dataset_options.DatasetOptions`` fields set in
+  ``config.data`` (0 / "": the options' default), with the validation split
+  applied; the TFDS builder config and ``RenderSource.create`` take them."""
   options = {k: data[k] for k in ("frame_step", "sequences_per_action",
                                   "frames_per_sequence", "looks_per_subject")
              if data[k]}
