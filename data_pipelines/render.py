@@ -35,11 +35,11 @@ mouth, nose) on the front of the head and hair on its top and back, a collar
 and a chest logo on the front of the shirt. Left and right body parts are
 always coloured alike, so the image of a mirrored pose is the mirrored image.
 
-Speed (2 CPU cores, 128 x 128, see benchmarks/bench_render.py): about 1 ms of
-CPU time per image with one ray per pixel, about 3 ms with 2 x 2 supersampling.
-XLA's CPU fusion decides much of that; the comments at ``_cast_body``,
-``_pack`` and ``_render`` say which structure keeps it from redoing per-pixel
-work.
+Speed (2 CPU cores, 128 x 128, see benchmarks/bench_render.py and
+benchmarks/RESULTS.md): about 1.3 ms of CPU time per image with one ray per
+pixel, about 2.6 ms with 2 x 2 supersampling. XLA's CPU fusion decides much of
+that; the comments at ``_cast_body``, ``_pack`` and ``_render`` say which
+structure keeps it from redoing per-pixel work.
 
 Public API: ``Floor``, ``floor_from_extrinsics``, ``floor_under_pose``,
 ``check_floor``, ``RenderOutput``, ``render_person`` (jittable, one pose),
@@ -423,7 +423,8 @@ def _local_maps(prims: Primitives):
 
 
 _MISS = 3.0e38  # Encoded depth of a ray that hits no primitive.
-_TILE = 16  # Side of the culling tiles, in pixels.
+_TILE = 8  # Side of the culling tiles, in pixels.
+_PAIR_BLOCK = 64  # (tile, primitive) pairs per step of the culled cast.
 _ID_BITS = 5  # Low mantissa bits of the encoded depth that hold the id.
 assert NUM_PRIMITIVES <= 1 << _ID_BITS
 
@@ -526,28 +527,14 @@ def _screen_bounds(prims: Primitives, box, focal, center, size):
   return uv[0], uv[1], radius
 
 
-def _cast_body_tiled(prims: Primitives, xs, ys, box, focal, center, size,
-                     tile):
-  """``_cast_body`` on a ``size x size`` grid, culled per square tile.
+def _tile_footprints(prims: Primitives, box, focal, center, size, tile):
+  """``covers [T, N]``: may primitive n's image reach tile t (row-major)?
 
-  Rays ``(xs[j], ys[i], 1)`` for ``i, j < size``. The grid is split into
-  ``tile x tile`` tiles; each tile lists the primitives whose conservative
-  footprint (``_screen_bounds``) reaches it, and the loop runs over list
-  slots up to the longest list (a data-dependent trip count, so the result
-  is exact whatever the pose). Returns ``(t, k)`` ``[size, size]``.
+  Tiles are ``tile x tile`` squares of a ``size x size`` crop
+  (``T = ceil(size / tile) ** 2``); the test is ``_screen_bounds``'s
+  conservative footprint against the circle around the tile.
   """
   nt = -(-size // tile)
-  pad = nt * tile - size
-  step_x = xs[1] - xs[0] if size > 1 else 1.0
-  step_y = ys[1] - ys[0] if size > 1 else 1.0
-  xs = jnp.concatenate([xs, xs[-1] + step_x * jnp.arange(1, pad + 1)])
-  ys = jnp.concatenate([ys, ys[-1] + step_y * jnp.arange(1, pad + 1)])
-  # Layout [tile row, row in tile, tile column, column in tile]: a reshape
-  # (no transpose) of the [size, size] grid.
-  rx = xs.reshape(1, 1, nt, tile)
-  ry = ys.reshape(nt, tile, 1, 1)
-
-  # Which primitives may cover which tile.
   a, b, radius = _screen_bounds(prims, box, focal, center, size)
   centres = (jnp.arange(nt, dtype=jnp.float32) + 0.5) * tile
   cy, cx = jnp.meshgrid(centres, centres, indexing="ij")
@@ -556,21 +543,62 @@ def _cast_body_tiled(prims: Primitives, xs, ys, box, focal, center, size,
   s = jnp.clip(jnp.sum((q - a) * ab, -1) / jnp.maximum(
       jnp.sum(ab * ab, -1), 1e-12), 0.0, 1.0)
   dist = jnp.linalg.norm(q - (a + s[..., None] * ab), axis=-1)  # [T, N]
-  covers = dist <= radius + tile * 0.7072
-  order = jnp.argsort(~covers, axis=1, stable=True).astype(jnp.int32)
-  count = jnp.max(jnp.sum(covers, axis=1))
+  return dist <= radius + tile * 0.7072
+
+
+def _cast_body_tiled(prims: Primitives, xs, ys, box, focal, center, size,
+                     tile, block=_PAIR_BLOCK):
+  """``_cast_body`` on a ``size x size`` grid, culled per square tile.
+
+  Rays ``(xs[j], ys[i], 1)`` for ``i, j < size``. The grid is split into
+  ``tile x tile`` tiles, and only the (tile, primitive) pairs whose
+  conservative footprints meet (``_tile_footprints``) are tested: the pairs
+  are compacted into one list and a loop takes ``block`` of them at a time
+  (a data-dependent trip count, so the result is exact whatever the pose),
+  each pair testing its tile's rays and folding them into the tile's
+  running minimum. On typical crops about one 8 x 8 tile-primitive pair in
+  ten meets, so this tests several times fewer rays than a loop over each
+  tile's longest list. Returns ``(t, k)`` ``[size, size]``.
+  """
+  nt = -(-size // tile)
+  pad = nt * tile - size
+  if pad:
+    step_x = xs[1] - xs[0] if size > 1 else 1.0
+    step_y = ys[1] - ys[0] if size > 1 else 1.0
+    more = jnp.arange(1, pad + 1, dtype=jnp.float32)
+    xs = jnp.concatenate([xs, xs[-1] + step_x * more])
+    ys = jnp.concatenate([ys, ys[-1] + step_y * more])
+  xs_t = xs.reshape(nt, tile)
+  ys_t = ys.reshape(nt, tile)
+
+  covers = _tile_footprints(prims, box, focal, center, size, tile).ravel()
+  num_pairs = jnp.sum(covers, dtype=jnp.int32)
+  total = covers.shape[0]
+  # The meeting pairs (flat index tile * N + primitive), compacted in order;
+  # slots from num_pairs on are masked below.
+  slot = jnp.where(covers, jnp.cumsum(covers) - 1, total + block)
+  pairs = jnp.zeros((total + block,), jnp.int32).at[slot].set(
+      jnp.arange(total, dtype=jnp.int32), mode="drop")
   table = _primitive_params(prims)
 
   def body(state):
-    j, best = state
-    k = order[:, j]  # [T]
-    params = table[k].reshape(nt, 1, nt, 1, -1)
-    hit = _encoded_hit([params[..., i] for i in range(13)],
-                       k.reshape(nt, 1, nt, 1), rx, ry)
-    return j + 1, jnp.minimum(best, hit)
+    i, best = state
+    pair = jax.lax.dynamic_slice(pairs, (i * block,), (block,))
+    valid = i * block + jnp.arange(block) < num_pairs
+    row, col = pair // NUM_PRIMITIVES // nt, pair // NUM_PRIMITIVES % nt
+    k = pair % NUM_PRIMITIVES
+    params = table[k].reshape(block, 1, 1, -1)
+    hit = _encoded_hit([params[..., n] for n in range(13)],
+                       k.reshape(block, 1, 1), xs_t[col][:, None, :],
+                       ys_t[row][:, :, None])  # [pair, row, column in tile]
+    hit = jnp.where(valid[:, None, None], hit, _MISS)
+    # A scatter-min: a block may hold several pairs of one tile.
+    return i + 1, best.at[row, :, col, :].min(hit)
 
+  # [tile row, row in tile, tile column, column in tile]: a reshape (no
+  # transpose) of the [size, size] grid.
   best = jnp.full((nt, tile, nt, tile), _MISS, jnp.float32)
-  _, best = jax.lax.while_loop(lambda s: s[0] < count, body,
+  _, best = jax.lax.while_loop(lambda st: st[0] * block < num_pairs, body,
                                (jnp.int32(0), best))
   best = best.reshape(nt * tile, nt * tile)
   return _decode(best[:size, :size])
@@ -616,10 +644,8 @@ def _unpack_colour(packed, palette):
   """``[..., 3]`` colour ``palette[material] * level`` of packed pixels."""
   material = jnp.floor(packed)
   level = jnp.square(2.0 * (packed - material))
-  material = material[..., None]
-  albedo = palette[0]
-  for m in range(1, palette.shape[0]):
-    albedo = jnp.where(material == m, palette[m], albedo)
+  index = jnp.clip(material.astype(jnp.int32), 0, palette.shape[0] - 1)
+  albedo = jnp.take(palette, index, axis=0, mode="clip")
   return albedo * level[..., None]
 
 
@@ -789,8 +815,9 @@ def _normal_and_axial(prims: Primitives, k, p):
   For a primitive with local map M and centre c, the hit q = p - c has
   clamped axial coordinate ys = clip(g . q, -h, h) with g = M^T e_y, and
   normal direction M^T (M q - ys e_y) = G q - ys g with G = M^T M. The 13
-  per-primitive constants (c, G, g, h) are picked per pixel by a chain of
-  selects on the primitive id (on CPU much cheaper than a gather).
+  per-primitive constants (c, G, g, h) are looked up per pixel by the
+  primitive id, one small gather per constant (a chain of selects over all
+  19 primitives per constant cost XLA:CPU about twice as much).
   """
   m, _ = _local_maps(prims)
   gram = jnp.einsum("nji,njk->nik", m, m)
@@ -798,10 +825,7 @@ def _normal_and_axial(prims: Primitives, k, p):
   table = jnp.concatenate([
       prims.centre, gram[:, 0, 0:3], gram[:, 1, 1:3], gram[:, 2, 2:3], g,
       prims.half_length[:, None]], axis=1)  # [N, 13]
-  cols = [jnp.broadcast_to(table[0, f], k.shape) for f in range(13)]
-  for n in range(1, NUM_PRIMITIVES):
-    sel = k == n
-    cols = [jnp.where(sel, table[n, f], acc) for f, acc in enumerate(cols)]
+  cols = [jnp.take(table[:, f], k, mode="clip") for f in range(13)]
   cx, cy, cz, gxx, gxy, gxz, gyy, gyz, gzz, g0, g1, g2, h = cols
   q = (p[0] - cx, p[1] - cy, p[2] - cz)
   ys = jnp.clip(g0 * q[0] + g1 * q[1] + g2 * q[2], -h, h)
@@ -818,7 +842,7 @@ def _body_colour(appearance: Appearance, prims: Primitives, t, k, rx, ry,
   """Packed (material, light level) ``[H, W]`` of the body at hits (t, k).
 
   Per-pixel work uses only the depth, the primitive id and per-image
-  constants (no per-pixel gathers, which are slow on CPU): materials come
+  constants (looked up by the id where they are per-primitive): materials come
   from the primitive id, the hit's axial position on split primitives, and
   local coordinates on the head and chest.
   """
