@@ -17,8 +17,12 @@ worker idle while it finishes; started first, the short tests fill in behind
 them.
 """
 
+import json
 import os
+import shutil
 import tempfile
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
@@ -41,3 +45,34 @@ def pytest_collection_modifyitems(config, items):
   """Puts the end-to-end tests first, each group in collection order."""
   del config
   items.sort(key=lambda item: item.get_closest_marker("end_to_end") is None)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+  """``(workdir, run)``: one tiny ``train_and_evaluate`` run of the command
+  line (``cli_runs.run_main``), trained once per test session and shared by
+  the command-line tests and the two-process test; ``run`` holds its
+  ``returncode``, ``stdout`` and ``stderr``.
+
+  With pytest-xdist both workers share it: the first to take the lock trains,
+  the other waits and reads. Tests read the workdir as it is; a test that
+  writes into a workdir (evaluate, resume, predict) works on its own copy, so
+  the tests need no order.
+  """
+  import cli_runs  # pylint: disable=g-import-not-at-top
+  import filelock  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # this session's folder, above the workers' own
+  workdir = root / "cli_tiny_run"
+  record = root / "cli_tiny_run.json"
+  with filelock.FileLock(str(root / "cli_tiny_run.lock")):
+    if not record.exists():
+      shutil.rmtree(workdir, ignore_errors=True)
+      run = cli_runs.run_main(workdir, "--config.train.plan_probe=True")
+      record.write_text(json.dumps({"returncode": run.returncode,
+                                    "stdout": run.stdout,
+                                    "stderr": run.stderr}))
+  run = json.loads(record.read_text())
+  assert run["returncode"] == 0, run["stderr"][-3000:]
+  return workdir, run

@@ -4,14 +4,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+import cli_runs
 from structnet_jax import distributed
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_spec_parsing_and_its_errors():
@@ -48,28 +46,6 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _env(devices: int):
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if "xla_force_host_platform_device_count" not in f]
-  flags.append(f"--xla_force_host_platform_device_count={devices}")
-  env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": " ".join(flags)}
-  env.pop(distributed.ENV_VAR, None)
-  return env
-
-
-def _command(workdir, *extra):
-  return [sys.executable, "-m", "experiments.main",
-          "--config=experiments/configs/tiny.py", f"--workdir={workdir}",
-          "--config.stage1.num_steps=6", "--config.stage2.num_steps=6",
-          "--config.train.log_every=2", "--config.train.checkpoint_every=6",
-          "--config.data.pose_space_size=256", "--config.data.num_test=40",
-          "--config.eval.batch_size=20", "--config.eval.linkde=False",
-          "--config.eval.avg_sizes=(5,20)", "--config.eval.apf_sizes=(20,)",
-          "--config.eval.apf_particles=8", "--config.eval.apf_layers=2",
-          "--config.eval.apf_refine_steps=5", "--config.eval.check_images=40",
-          "--config.eval.figure4_num_images=40", *extra]
-
-
 def _metrics(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]
@@ -77,21 +53,17 @@ def _metrics(workdir):
 
 @pytest.mark.end_to_end
 def test_two_local_processes_train_like_one_and_only_process_0_writes(
-    tmp_path):
-  # Reference: one process with 4 devices (no figures: those are checked on
-  # the two-process run, for the writes of process 0 alone).
-  single = tmp_path / "single"
-  ref = subprocess.run(_command(single, "--config.eval.figures=False"),
-                       cwd=REPO, env=_env(4),
-                       capture_output=True, text=True, timeout=900)
-  assert ref.returncode == 0, ref.stderr[-3000:]
-  # The same run as two processes with 2 devices each (a 4-device mesh).
+    trained, tmp_path):
+  # Reference: the session's tiny run of the command line (one process, one
+  # device). The same run as two processes with one device each.
+  single = trained[0]
   multi = tmp_path / "multi"
   spec = f"localhost:{_free_port()},2"
-  procs = [subprocess.Popen(_command(multi, f"--distributed={spec},{i}"),
-                            cwd=REPO, env=_env(2), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
+  procs = [subprocess.Popen(
+      cli_runs.main_command(multi, "--config.train.plan_probe=True",
+                            f"--distributed={spec},{i}"),
+      cwd=cli_runs.REPO, env=cli_runs.env(1), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]

@@ -12,55 +12,9 @@ from tensorboard.backend.event_processing import event_accumulator
 
 pytestmark = pytest.mark.end_to_end  # subprocess runs of the program
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env():
-  """The subprocesses' environment: the repo importable, and one CPU device
-  (as a user's command line has), not conftest's eight virtual ones."""
-  flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                   if "xla_force_host_platform_device_count" not in f)
-  return {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": flags}
-
-
-def _main(workdir, *flags):
-  env = _env()
-  return subprocess.run(
-      [sys.executable, "-m", "experiments.main",
-       "--config=experiments/configs/tiny.py", f"--workdir={workdir}",
-       "--config.stage1.num_steps=4", "--config.stage2.num_steps=4",
-       "--config.train.log_every=2", "--config.data.pose_space_size=300",
-       "--config.data.num_test=40", "--config.eval.batch_size=20", *flags],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-  """``(workdir, run)``: one tiny ``train_and_evaluate`` run of the command
-  line, trained once per test session and shared by this file's tests;
-  ``run`` holds its ``returncode``, ``stdout`` and ``stderr``.
-
-  With pytest-xdist both workers share it: the first to take the lock trains,
-  the other waits and reads. Tests read the workdir as it is; a test that
-  writes into a workdir (evaluate, resume, predict) works on its own copy
-  (``_copy``), so the tests need no order.
-  """
-  import filelock  # pylint: disable=g-import-not-at-top
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent  # this session's folder, above the workers' own
-  workdir = root / "cli_tiny_run"
-  record = root / "cli_tiny_run.json"
-  with filelock.FileLock(str(root / "cli_tiny_run.lock")):
-    if not record.exists():
-      shutil.rmtree(workdir, ignore_errors=True)
-      run = _main(workdir, "--config.train.plan_probe=True")
-      record.write_text(json.dumps({"returncode": run.returncode,
-                                    "stdout": run.stdout,
-                                    "stderr": run.stderr}))
-  run = json.loads(record.read_text())
-  assert run["returncode"] == 0, run["stderr"][-3000:]
-  return workdir, run
+from cli_runs import REPO
+from cli_runs import env as _env
+from cli_runs import run_main as _main
 
 
 def _copy(trained, tmp_path):
