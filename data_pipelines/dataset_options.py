@@ -34,6 +34,7 @@ from data_pipelines import checks
 from data_pipelines import motion as motion_lib
 from data_pipelines import sources
 
+
 @dataclasses.dataclass(kw_only=True, eq=False)
 class DatasetOptions:
   """Options of one rendered dataset (keyword-only; module docstring).
