@@ -63,7 +63,8 @@ LOG_KEYS = ("cost", "cost_after", "heldout_cost_before", "heldout_cost_after",
             "pose_loss_vs_mean", "detection_loss", "margin_loss", "pose_loss",
             "step_size",
             "violated_fraction", "violated_fraction_eval", "score_gap",
-            "top_candidate_mpjpe_mm")
+            "top_candidate_mpjpe_mm", "heldout_max_mpjpe_mm",
+            "heldout_alignment_30mm")
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

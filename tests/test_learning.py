@@ -260,6 +260,38 @@ def test_heldout_probe_measures_the_step_on_another_batch():
   np.testing.assert_allclose(got["heldout_cost_after"], want, rtol=1e-4)
 
 
+def test_heldout_probe_alignment_against_a_numpy_loop():
+  """Stage 2's probe: each image's max-score pose over all of Y, its MPJPE,
+  and the share within 30 mm, against a loop over images and poses."""
+  from tests.test_train import _micro_config, _source
+  config = _micro_config()
+  source = _source(config)
+  model = models.StructNet.from_config(config.model)
+  state = train.init_train_state(model, config, jax.random.PRNGKey(0),
+                                 source.pose_space)
+  batch = source.train_batch(3, 16)
+  # Half the images' true poses sit in Y, so some images can align exactly.
+  space = np.concatenate([np.asarray(source.pose_space, np.float32),
+                          batch["pose"][:8]])
+  got = train.make_heldout_probe(model, config, "stage2")(
+      state.params, state.params, state.constants, batch,
+      jax.random.PRNGKey(1), jnp.asarray(space))
+  variables = state.variables()
+  f_img = np.asarray(model.apply(variables, batch["image"],
+                                 method=models.StructNet.embed_image))
+  f_space = np.asarray(model.apply(variables, space,
+                                   method=models.StructNet.embed_pose))
+  errs = []
+  for i in range(16):
+    best = max(range(len(space)), key=lambda n: float(f_img[i] @ f_space[n]))
+    errs.append(np.mean([np.linalg.norm(space[best, j] - batch["pose"][i, j])
+                         for j in range(17)]))
+  np.testing.assert_allclose(got["heldout_max_mpjpe_mm"], np.mean(errs),
+                             rtol=1e-4)
+  np.testing.assert_allclose(got["heldout_alignment_30mm"],
+                             np.mean(np.array(errs) <= 30.0), atol=1e-7)
+
+
 def _data(**fields):
   d = default_config.get_config().data
   for k, v in fields.items():
