@@ -299,11 +299,13 @@ class Run:
     warnings = learning_checks.check(errors, history)
     for w in warnings:
       logging.warning("%s\n%s\n%s", "!" * 72, w, "!" * 72)
-    trend = learning_checks.violated_trend(history)
+    trend = learning_checks.stage2_trend(history)
+    aligned = learning_checks.stage2_trend(history, "heldout_alignment_30mm")
     report = {"errors": errors, "warnings": warnings,
-              "violated_fraction_eval_start_end": trend}
+              "violated_fraction_eval_start_end": trend,
+              "alignment_30mm_start_end": aligned}
     report_lib.write_learning_report(self.out_dir, cfg, report)
-    report["markdown"] = learning_checks.markdown(errors, warnings)
+    report["markdown"] = learning_checks.markdown(errors, warnings, aligned)
     return report
 
   def _data_note(self) -> str:

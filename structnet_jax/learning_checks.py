@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from structnet_jax import evaluate as evaluate_lib
+from structnet_jax import metrics
 
 # Stage 1 has not learned when its pose head is not clearly better than the
 # mean training pose (MPJPE on training images, ratio above this).
@@ -31,7 +32,7 @@ STAGE1_MAX_RATIO_TO_MEAN = 0.9
 # Stage 2 has not learned when the violated fraction (dropout off) at the
 # end is not below this share of its value at the start.
 STAGE2_MAX_VIOLATED_RATIO = 0.95
-ALIGNMENT_MM = 30.0
+ALIGNMENT_MM = metrics.ALIGNMENT_MM
 
 
 def stage_errors(model, variables, splits: dict[str, Iterable[dict[str, Any]]],
@@ -75,7 +76,7 @@ def stage_errors(model, variables, splits: dict[str, Iterable[dict[str, Any]]],
   return out
 
 
-def violated_trend(history: list[dict[str, Any]], key: str =
+def stage2_trend(history: list[dict[str, Any]], key: str =
                    "violated_fraction_eval") -> tuple[float, float] | None:
   """``(start, end)`` of a stage-2 metric: the mean over the first and the
   last fifth of the logged steps (at least one each); None if not logged."""
@@ -106,7 +107,7 @@ def check(errors: dict[str, dict[str, dict[str, float]]],
         f"{STAGE1_MAX_RATIO_TO_MEAN}); the conv features that stage 2 and "
         "every StructNet row build on encode (almost) nothing. Try another "
         "seed or the stage-1 settings of experiments/results/learning_study.")
-  trend = violated_trend(history)
+  trend = stage2_trend(history)
   if trend is not None and trend[1] > STAGE2_MAX_VIOLATED_RATIO * trend[0]:
     warnings.append(
         f"STAGE 2 DID NOT LOWER THE VIOLATED FRACTION: {trend[0]:.2f} at the "
@@ -123,14 +124,26 @@ def check(errors: dict[str, dict[str, dict[str, float]]],
 
 
 def markdown(errors: dict[str, dict[str, dict[str, float]]],
-             warnings: list[str]) -> str:
+             warnings: list[str],
+             alignment_trend: tuple[float, float] | None = None) -> str:
   """The report's "Did it learn?" section: warnings, then a table of MPJPE
-  (mm) by stage and split."""
+  (mm) by stage and split.
+
+  ``alignment_trend``: ``stage2_trend(history, "heldout_alignment_30mm")``,
+  the training probe's alignment over the first and last fifth of stage 2.
+  """
   lines = ["## Did it learn?", ""]
   lines += [f"> **WARNING: {w}**\n" for w in warnings] or [
       "Both stages learned by this report's checks (stage-1 pose head below "
       f"{STAGE1_MAX_RATIO_TO_MEAN}x the mean pose on training images; "
       "stage-2 violated fraction falling).", ""]
+  if alignment_trend is not None:
+    lines += [
+        f"Alignment during stage 2 (training batches, max-score pose of all "
+        f"of Y within {ALIGNMENT_MM:.0f} mm; `heldout_alignment_30mm` in "
+        f"metrics.jsonl): {100 * alignment_trend[0]:.1f}% over the first "
+        f"fifth of the logged steps, {100 * alignment_trend[1]:.1f}% over the "
+        "last (the paper: 97% after training).", ""]
   lines += ["| stage | split | images | Pred | mean pose | Pred / mean | Max "
             "| Avg | alignment (30 mm) |", "|---|---|---|---|---|---|---|---|---|"]
   for stage, splits in errors.items():

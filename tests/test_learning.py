@@ -342,7 +342,7 @@ def test_checks_warn_for_a_stage1_at_the_mean_pose_and_a_flat_stage2():
   falling = [{"stage": "stage2", "violated_fraction_eval": v}
              for v in (1.0, 1.0, 0.9, 0.7, 0.5, 0.4, 0.3, 0.3, 0.2, 0.2)]
   assert learning_checks.check(learned, falling) == []
-  assert learning_checks.violated_trend(falling) == (1.0, 0.2)
+  assert learning_checks.stage2_trend(falling) == (1.0, 0.2)
   stuck = {"stage1": {"train": {"pred": 179.0, "mean_pose": 180.0,
                                 "pred_vs_mean": 179 / 180, "images": 10}}}
   flat = [{"stage": "stage2", "violated_fraction_eval": 1.0}] * 10
@@ -356,4 +356,11 @@ def test_checks_warn_for_a_stage1_at_the_mean_pose_and_a_flat_stage2():
       "STAGE 2 IS NO BETTER")
   md = learning_checks.markdown(stuck, warnings)
   assert "WARNING: STAGE 1 DID NOT LEARN" in md
+  assert "Alignment during stage 2" not in md
+  probe = [{"stage": "stage2", "heldout_alignment_30mm": v}
+           for v in (0.0, 0.1, 0.2, 0.3, 0.4)]
+  trend = learning_checks.stage2_trend(probe, "heldout_alignment_30mm")
+  assert trend == (0.0, 0.4)
+  assert ("0.0% over the first fifth of the logged steps, 40.0% over the "
+          "last") in learning_checks.markdown(stuck, warnings, trend)
   assert "| stage1 | train | 10 | 179.0 | 180.0 | 0.99 | - | - | - |" in md
