@@ -509,6 +509,69 @@ def plot_mpjpe_vs_a(curve: dict[int, float], path: str, *,
   return _save_figure(fig, path)
 
 
+# The stage-2 curves: (metrics.jsonl key, panel title, y label, in percent).
+STAGE2_CURVES = (
+    ("heldout_alignment_30mm", "Alignment: max-score pose of Y within 30 mm",
+     "training images (%)", True),
+    ("heldout_max_mpjpe_mm", "StructNet-Max on training images (all of Y)",
+     "MPJPE (mm)", False),
+    ("violated_fraction_eval", "Violated fraction (dropout off)",
+     "training batches (%)", True),
+    ("score_gap", "Score gap: true pose - most violating", "score units",
+     False),
+)
+
+
+def stage2_curves(history: Sequence[dict[str, Any]], window: int = 5
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Stage-2 metrics against steps, each with a trailing running mean.
+
+  Args:
+    history: ``metrics.jsonl`` records (``trainer.read_metrics``).
+    window: logged steps in the trailing mean (the probe's batch is one
+      batch, so single values are noisy).
+
+  Returns:
+    ``{key: (steps [n], running mean [n])}`` for the keys of
+    ``STAGE2_CURVES`` that stage 2 logged (a key's first ``window - 1``
+    points average what is there).
+  """
+  if window < 1:
+    raise ValueError(f"stage2_curves: window must be >= 1, got {window}.")
+  out = {}
+  for key, *_ in STAGE2_CURVES:
+    rows = [(int(r["step"]), float(r[key])) for r in history
+            if r.get("stage") == "stage2" and key in r]
+    if not rows:
+      continue
+    steps, values = (np.array(v) for v in zip(*rows))
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    lo = np.maximum(np.arange(len(values)) + 1 - window, 0)
+    out[key] = (steps, (sums[1:] - sums[lo]) / (np.arange(1, len(values) + 1)
+                                                - lo))
+  return out
+
+
+def plot_stage2_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                       path: str) -> str:
+  """Draws ``stage2_curves`` (one panel per metric) to the PNG ``path``."""
+  panels = [c for c in STAGE2_CURVES if c[0] in curves]
+  if not panels:
+    raise ValueError("plot_stage2_curves: no stage-2 metric to draw; the "
+                     "run's metrics.jsonl has no stage-2 records.")
+  fig = _new_figure((4.2 * len(panels), 3.4))
+  for i, (key, title, ylabel, percent) in enumerate(panels):
+    ax = fig.add_subplot(1, len(panels), i + 1)
+    steps, values = curves[key]
+    ax.plot(steps, 100 * values if percent else values, color="#1f77b4")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("stage-2 step")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+  fig.tight_layout()
+  return _save_figure(fig, path)
+
+
 def bone_colour(parent: int, child: int) -> str:
   name = poses_lib.JOINT_NAMES[child]
   if name == "neck_nose":

@@ -237,7 +237,9 @@ class Run:
     actions, mean (std) mm) and ``results.json`` to ``out_dir`` and, with
     ``config.eval.figures``, ``figure3.png`` (MPJPE against A) and
     ``figure4a.png`` ... ``figure4d.png`` (embedding maps of training images
-    and poses) with the alignment statistic.
+    and poses) with the alignment statistic, and ``stage2_curves.png`` (the
+    alignment, StructNet-Max on training images, the violated fraction and
+    the score gap against stage-2 steps, from ``metrics.jsonl``).
     """
     cfg = self.config
     if self.trained_config is None:
@@ -389,9 +391,16 @@ class Run:
     fig4 = (figures.plot_figure4(embeddings, pose_emb, np.clip(images, 0, 1),
                                  poses, self.out_dir) if main else
             [os.path.join(self.out_dir, f"figure4{c}.png") for c in "abcd"])
-    return (report_lib.figures_markdown(curve, fig3, aligned, len(poses),
-                                        fig4),
-            report_lib.figures_summary(curve, aligned, len(poses)))
+    markdown = report_lib.figures_markdown(curve, fig3, aligned, len(poses),
+                                           fig4)
+    stage2 = figures.stage2_curves(trainer.read_metrics(self.workdir))
+    if stage2:
+      path = os.path.join(self.out_dir, "stage2_curves.png")
+      if main:
+        figures.plot_stage2_curves(stage2, path)
+      markdown += ("\n## Stage 2 against steps (training images)\n\n"
+                   f"![Stage 2]({os.path.basename(path)})\n")
+    return markdown, report_lib.figures_summary(curve, aligned, len(poses))
 
 
 def _data_identity(data) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_train_and_evaluate_writes_the_report(trained):
                   "Mean training pose", "NN-oracle"], rows
   for name in ("results.md", "results.json", "config.json", "metrics.jsonl",
                "figure3.png", "figure4a.png", "figure4d.png",
-               "pose_space.npy"):
+               "stage2_curves.png", "pose_space.npy"):
     assert (tmp_path / name).exists(), name
   report = (tmp_path / "results.md").read_text()
   assert "Alignment:" in report
@@ -63,6 +63,7 @@ def test_train_and_evaluate_writes_the_report(trained):
       "stage1/cost", "stage1/pose_loss_vs_mean",
       "stage1/heldout_cost_after", "stage2/violated_fraction",
       "stage2/violated_fraction_eval", "stage2/score_gap",
+      "stage2/heldout_alignment_30mm",
       "eval/mpjpe/StructNet-Max", "eval/alignment_fraction_30mm",
       "learning/stage2/train/alignment_30mm"}
   # Figures 3 and 4 as images, and the run's config as text.

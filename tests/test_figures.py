@@ -218,6 +218,26 @@ def test_plot_mpjpe_vs_a(tmp_path, data):
     figures.plot_mpjpe_vs_a({}, str(tmp_path / "x.png"))
 
 
+def test_stage2_curves_running_mean_against_a_loop(tmp_path):
+  rng = np.random.default_rng(0)
+  values = rng.uniform(size=9)
+  history = ([{"stage": "stage1", "step": 10, "score_gap": 5.0}] +
+             [{"stage": "stage2", "step": 100 * (i + 1),
+               "heldout_alignment_30mm": v} for i, v in enumerate(values)])
+  curves = figures.stage2_curves(history, window=4)
+  assert set(curves) == {"heldout_alignment_30mm"}  # stage 1 is not drawn
+  steps, mean = curves["heldout_alignment_30mm"]
+  np.testing.assert_array_equal(steps, 100 * np.arange(1, 10))
+  want = [np.mean(values[max(0, i - 3):i + 1]) for i in range(9)]
+  np.testing.assert_allclose(mean, want, rtol=1e-12)
+  path = figures.plot_stage2_curves(curves, str(tmp_path / "s2.png"))
+  _check_png(path)
+  with pytest.raises(ValueError, match="no stage-2 metric"):
+    figures.plot_stage2_curves({}, str(tmp_path / "none.png"))
+  with pytest.raises(ValueError, match="window must be >= 1"):
+    figures.stage2_curves(history, window=0)
+
+
 def test_draw_pose_segments():
   pose = np.zeros((17, 3), np.float32)
   pose[:, 1] = np.arange(17) * -10.0  # y down: joint 16 highest up
