@@ -8,8 +8,8 @@ which one stage-2 max-margin training step (Algorithm 1: C=2000 candidates,
 35-trial line search, frozen convs; as in benchmarks/bench_core.py) consumes
 images on this machine; a ratio above 1 means the pipeline keeps up.
 
-Pipelines, all from ``data_pipelines/input_pipeline.py`` on ``--num_images``
-synthetic uint8 images held in memory (128x128 cropped to 112, or the tiny
+Pipelines, all from ``data_pipelines/tfds/input_pipeline.py`` on
+``--num_images`` synthetic uint8 images held in memory (128x128 cropped to 112, or the tiny
 config's 36 -> 32 with ``--tiny``):
   * ``train_dataset``: streaming shuffle + random crop + PCA noise + batch;
   * ``batch_fn_from_dataset`` (in memory, index-based): the trainer's
@@ -40,7 +40,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_core  # noqa: E402  (benchmarks/bench_core.py)
-from data_pipelines import input_pipeline as ip  # noqa: E402
+from data_pipelines.tfds import input_pipeline as ip  # noqa: E402
 from experiments.configs import default as default_config  # noqa: E402
 from experiments.configs import tiny as tiny_config  # noqa: E402
 

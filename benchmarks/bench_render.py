@@ -1,4 +1,4 @@
-"""Throughput of the person renderer (data_pipelines.render) on this machine.
+"""Throughput of the person renderer (data_pipelines.render.core) here.
 
 Renders batches of synthetic poses (standing/walking variations seen by four
 Human3.6M-like cameras, random looks) at ``--out-size`` pixels and prints a
@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from data_pipelines import appearance as app_lib  # noqa: E402
-from data_pipelines import render  # noqa: E402
+from data_pipelines.render import core as render  # noqa: E402
+from data_pipelines.rig import appearance as app_lib  # noqa: E402
 
 FOCAL = np.array([1145.0, 1144.0])
 CENTER = np.array([512.0, 515.0])

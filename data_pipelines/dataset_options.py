@@ -6,11 +6,11 @@ filmed by which cameras, rendered how (crop size, margin, supersampling,
 sensor noise, looks) and placed how (joint positions). Three consumers take
 it instead of declaring the options themselves:
 
-* ``tfds_builder.StructnetH36mConfig`` *is* a ``DatasetOptions`` (plus its
+* ``tfds.builder.StructnetH36mConfig`` *is* a ``DatasetOptions`` (plus its
   TFDS name, ``source``, ``motion_path`` and ``source_digest``); its fields
   keep their names, so dataset names and cache fingerprints do not change;
-* ``device_source.RenderSource.create(motion, options, ...)``;
-* ``synthesize.render_sequence_examples(seq, options, ...)`` (the filming
+* ``sources.device.RenderSource.create(motion, options, ...)``;
+* ``render.synthesize.render_sequence_examples(seq, options, ...)`` (the filming
   fields, ``FILMING``).
 
 ``make(options, **fields)`` changes fields (lists become tuples, numpy
@@ -29,10 +29,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
-from data_pipelines import motion as motion_lib
-from data_pipelines import sources
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.rig import cameras as cameras_lib
+from data_pipelines.sources import core as sources
 
 
 @dataclasses.dataclass(kw_only=True, eq=False)
@@ -42,7 +42,7 @@ class DatasetOptions:
   Attributes:
     train_subjects, test_subjects: subjects of the two splits (disjoint;
       Human3.6M subjects of the rig, or any names of a positions file).
-    actions: action names (procedural: ``procedural_motion.ACTION_NAMES``;
+    actions: action names (procedural: ``motion.procedural.ACTION_NAMES``;
       Human3.6M: lower-case, e.g. ``"walking"``); None for all.
     cameras: camera numbers 1..4 (each a separate view).
     frame_step: keep every ``frame_step``-th frame of each sequence.
@@ -56,7 +56,7 @@ class DatasetOptions:
     appearance_seed: seed of the subjects' looks, the room and pixel noise.
     supersample: rays per pixel side when rendering (2: anti-aliased).
     pixel_noise: add the appearance's Gaussian sensor noise.
-    placement: positions: one of ``position_motion.PLACEMENTS``.
+    placement: positions: one of ``motion.positions.PLACEMENTS``.
     random_yaw: positions: turn each sequence by a random yaw (seeded by
       ``seed`` and its key).
     rig_subject: positions: whose cameras film every sequence (None: each
@@ -159,7 +159,7 @@ def rig_subjects() -> list[str]:
 def _check_splits(options, where, any_subject_names, open_splits):
   """The two splits' subjects: distinct names, disjoint splits."""
   # pylint: disable-next=g-import-not-at-top
-  from data_pipelines import position_motion
+  from data_pipelines.motion import positions as position_motion
   out = {}
   for field in ("train_subjects", "test_subjects"):
     subjects = getattr(options, field)
@@ -215,7 +215,7 @@ def check_options(options: DatasetOptions, where: str = "", *,
     ValueError: ``"<where><field> must be ..., got <value>."``.
   """
   # pylint: disable-next=g-import-not-at-top
-  from data_pipelines import position_motion
+  from data_pipelines.motion import positions as position_motion
   fields = set(OPTION_NAMES if only is None else only)
   out = {n: getattr(options, n) for n in OPTION_NAMES}
   if {"train_subjects", "test_subjects"} <= fields:

@@ -1,6 +1,6 @@
 """One run, end to end: data source, both training stages, evaluation, report.
 
-The orchestration only: the source comes from ``data_pipelines/sources.py``
+The orchestration only: the source comes from ``data_pipelines/sources/core.py``
 (``sources.from_config``), training from ``structnet_jax/trainer.py``, the
 numbers from ``structnet_jax/evaluate.py`` / ``learning_checks.py`` /
 ``experiments/figures.py``, and the files of the report are written by
@@ -38,9 +38,9 @@ import ml_collections
 import numpy as np
 
 
-from data_pipelines import sources
-from experiments import report as report_lib
+from data_pipelines.sources import core as sources
 from experiments.configs import default as default_config
+from experiments import report as report_lib
 from structnet_jax import config_utils
 from structnet_jax import distributed
 from structnet_jax import evaluate as evaluate_lib
@@ -184,7 +184,7 @@ class Run:
         self.source.train_batch(step, size, seed=self.config.seed), size)
     d = self.config.data
     if d.hue_jitter_deg or d.saturation_jitter:
-      from data_pipelines import augment  # pylint: disable=g-import-not-at-top
+      from data_pipelines.sources import augment  # pylint: disable=g-import-not-at-top
       rows = len(batch["image"])
       first = (0 if rows == size else
                jax.process_index() * (size // jax.process_count()))

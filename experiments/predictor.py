@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from data_pipelines import sources
+from data_pipelines.sources import core as sources
 from experiments.configs import default as default_config
 from structnet_jax import config_utils
 from structnet_jax import files

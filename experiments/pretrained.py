@@ -39,8 +39,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import predictor as predictor_lib
 from experiments.configs import default as default_config
+from experiments import predictor as predictor_lib
 from structnet_jax import config_utils
 from structnet_jax import files
 from structnet_jax import metrics
@@ -125,7 +125,7 @@ def _test_examples(config, count: int) -> tuple[np.ndarray, np.ndarray,
   crop of each action in dataset order, then the next crops in order while
   more are asked for than there are actions."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from data_pipelines import sources  # pylint: disable=g-import-not-at-top
+  from data_pipelines.sources import core as sources  # pylint: disable=g-import-not-at-top
   if config.data.source != "tfds":
     raise ValueError("export needs a run trained on the TFDS data "
                      f"(config.data.source='tfds'), not {config.data.source!r}.")

@@ -7,7 +7,7 @@ YNNPACK kernels when asked to by the XLA option
 than the hand-written im2col lowering on the 2-core development CPU
 (benchmarks/RESULTS.md), with gradients equal to float tolerance
 (tests/test_xla_cpu.py). The same option makes the JAX ray caster of
-``data_pipelines/render.py`` several times *slower*, so the project sets it
+``data_pipelines/render/core.py`` several times *slower*, so the project sets it
 per compiled function, never process-wide through ``XLA_FLAGS``: every jit
 that runs the network (train steps, predictor, evaluation, figures) goes
 through ``network_jit``, and the renderer's jits do not.

@@ -1,13 +1,13 @@
-"""Colour jitter (data_pipelines/augment.py) against hand-computed cases, and
-its use on the training batches of a run."""
+"""Colour jitter (data_pipelines/sources/augment.py) against hand-computed
+cases, and its use on the training batches of a run."""
 
 import jax
 import numpy as np
 import pytest
 
-from data_pipelines import augment
-from experiments import pipeline
+from data_pipelines.sources import augment
 from experiments.configs import tiny
+from experiments import pipeline
 
 
 def _matrix(deg, sat=1.0):

@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.cameras (the Human3.6M rig and projection)."""
+"""Tests for data_pipelines.rig.cameras (the Human3.6M rig and projection)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data_pipelines import cameras
+from data_pipelines.rig import cameras
 
 SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from data_pipelines import tfds_builder as tb
+from data_pipelines.tfds import builder as tb
 
 _IDENTITY = {"path": "/x", "size": 3, "mtime_ns": 5}
 

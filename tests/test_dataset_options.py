@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from data_pipelines import dataset_options as do
-from data_pipelines import procedural_motion as pm
-from data_pipelines import synthesize as syn
-from data_pipelines import tfds_builder as tb
+from data_pipelines.motion import procedural as pm
+from data_pipelines.render import synthesize as syn
+from data_pipelines.tfds import builder as tb
 
 
 def test_the_tfds_config_is_the_options_with_the_same_defaults():

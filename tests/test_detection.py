@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipelines import device_source
+from data_pipelines.sources import device as device_source
 from experiments.configs import default as default_config
 from structnet_jax import detection
 from structnet_jax import models

@@ -1,13 +1,13 @@
-"""Tests of data_pipelines/device_source.py (tiny renders, CPU)."""
+"""Tests of data_pipelines/sources/device.py (tiny renders, CPU)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipelines import device_source as ds
-from data_pipelines import procedural_motion as pm
-from data_pipelines import synthesize as syn
+from data_pipelines.motion import procedural as pm
+from data_pipelines.render import synthesize as syn
+from data_pipelines.sources import device as ds
 from structnet_jax import poses as poses_lib
 
 TINY = dict(train_subjects=("S1", "S5"), test_subjects=("S9",),
@@ -194,7 +194,7 @@ def test_bad_inputs_refused(kwargs, message):
 
 
 def test_joint_positions_are_filmed_as_given_like_synthesize(tmp_path):
-  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
+  from data_pipelines.motion import positions as position_motion  # pylint: disable=g-import-not-at-top
   from test_position_motion import walk  # pylint: disable=g-import-not-at-top
   path = tmp_path / "positions.npz"
   np.savez(path, **{"S1/walking/1": walk(9, seed=0),
@@ -239,7 +239,7 @@ def test_training_subjects_wear_several_looks_like_synthesize():
   """looks_per_subject=4: each training sequence wears the look that
   appearance.look_name gives it (several per subject), test subjects their
   own; the rendered crops equal synthesize's with the same look."""
-  from data_pipelines import appearance  # pylint: disable=g-import-not-at-top
+  from data_pipelines.rig import appearance  # pylint: disable=g-import-not-at-top
   options = dict(TINY, sequences_per_action=4)
   src = ds.RenderSource.create("procedural", pixel_noise=False,
                                looks_per_subject=4, **options)

@@ -78,7 +78,7 @@ def test_two_local_processes_train_like_one_and_only_process_0_writes(
         assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-5), (
             g["stage"], g["step"], key)
   # The same final network.
-  from data_pipelines import sources  # pylint: disable=g-import-not-at-top
+  from data_pipelines.sources import core as sources  # pylint: disable=g-import-not-at-top
   from experiments.configs import default  # pylint: disable=g-import-not-at-top
   from structnet_jax import config_utils  # pylint: disable=g-import-not-at-top
   from structnet_jax import models  # pylint: disable=g-import-not-at-top

@@ -159,9 +159,9 @@ def _check_evaluate_on_positions(workdir):
 
 
 def test_an_evaluation_only_dataset_cannot_be_trained_on(tmp_path):
-  from data_pipelines import sources  # pylint: disable=g-import-not-at-top
-  from experiments import pipeline  # pylint: disable=g-import-not-at-top
+  from data_pipelines.sources import core as sources  # pylint: disable=g-import-not-at-top
   from experiments.configs import positions  # pylint: disable=g-import-not-at-top
+  from experiments import pipeline  # pylint: disable=g-import-not-at-top
   from test_position_motion import walk  # pylint: disable=g-import-not-at-top
   motion = tmp_path / "m.npz"
   np.savez(motion, **{"P1/walking/1": walk(4)})
@@ -247,8 +247,8 @@ def test_misspelt_or_out_of_range_config_is_refused_in_one_line(tmp_path):
 
 def test_render_source_trains_and_evaluates_on_device(tmp_path):
   """config.data.source=render: people rendered in JAX, no TensorFlow."""
-  from experiments import pipeline  # pylint: disable=g-import-not-at-top
   from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  from experiments import pipeline  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.data.source = "render"
   config.data.actions = "walking"

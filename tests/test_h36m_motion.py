@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.h36m_motion (root integration, loaders, errors).
+"""Tests for data_pipelines.motion.h36m (root integration, loaders, errors).
 
 Fixtures are generated here: a made-up 32-joint skeleton in the format of
 h36m_skeleton32.json and random motion rows, written as .npz and as the text
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data_pipelines import h36m_motion, kinematics
+from data_pipelines.motion import h36m as h36m_motion
+from data_pipelines.rig import kinematics
 from structnet_jax import poses as poses_lib
 
 

@@ -1,10 +1,10 @@
-"""Tests for data_pipelines.h36m_release on a small fake release tree.
+"""Tests for data_pipelines.motion.h36m_release on a small fake release tree.
 
 The fixture writes, for subject S9, real CDF pose files (cdflib's writer),
 real mp4 videos (PyAV, mpeg4) whose frames are dark with a bright disc at
 every projected joint, and a MATLAB v7.3-like (HDF5) ground_truth_bb file.
 Expected values come from the calibration JSON through numpy/scipy, not from
-``data_pipelines.cameras``. Skipped where the optional packages (av, cdflib,
+``data_pipelines.rig.cameras``. Skipped where the optional packages (av, cdflib,
 h5py, pillow) are not installed.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data_pipelines import h36m_release
+from data_pipelines.motion import h36m_release
 
 # The reader's optional dependencies (the `data` extra, plus h5py).
 import av
@@ -45,7 +45,8 @@ MASK_PAD = (60, 40)  # mask box = joints' pixel box grown by this (x, y)
 
 
 def _calibration():
-  path = pathlib.Path(h36m_release.__file__).with_name("h36m_cameras.json")
+  path = (pathlib.Path(h36m_release.__file__).parents[1] / "rig"
+          / "h36m_cameras.json")
   raw = json.loads(path.read_text())
   cams = []
   for intr, extr in zip(raw["intrinsics"], raw["extrinsics"][SUBJECT]):

@@ -1,4 +1,4 @@
-"""Tests of the tf.data input pipeline (data_pipelines/input_pipeline.py).
+"""Tests of the tf.data input pipeline (data_pipelines/tfds/input_pipeline.py).
 
 Small synthetic datasets made here; references are exact numpy crops, numpy
 statistics and set arithmetic on the ``frame`` ids of the examples.
@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 import tensorflow as tf
 
-from data_pipelines import input_pipeline as ip  # noqa: E402
+from data_pipelines.tfds import input_pipeline as ip  # noqa: E402
 from structnet_jax import sharding  # noqa: E402
 
 ACTIONS = ("Walking", "Eating", "Sitting")
@@ -52,7 +52,7 @@ def batches(ds, n=None):
 
 
 def test_module_imports_without_tensorflow():
-  code = ("import sys; import data_pipelines.input_pipeline; "
+  code = ("import sys; import data_pipelines.tfds.input_pipeline; "
           "assert 'tensorflow' not in sys.modules")
   subprocess.run([sys.executable, "-c", code], check=True,
                  env={"JAX_PLATFORMS": "cpu", "PATH": ""})

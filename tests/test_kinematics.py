@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.kinematics (Rodrigues, 32-joint FK, frames)."""
+"""Tests for data_pipelines.rig.kinematics (Rodrigues, 32-joint FK, frames)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data_pipelines import kinematics
+from data_pipelines.rig import kinematics
 from structnet_jax import poses as poses_lib
 
 

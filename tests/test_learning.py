@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from data_pipelines import sources
+from data_pipelines.sources import core as sources
 from experiments.configs import default as default_config
 from structnet_jax import learning_checks
 from structnet_jax import models

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipelines import blobs
+from data_pipelines.sources import blobs
 from structnet_jax import linkde
 from structnet_jax import metrics
 

@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.motion: one motion type, one ``load``."""
+"""Tests for data_pipelines.motion.core: one motion type, one ``load``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from data_pipelines import dataset_options
-from data_pipelines import h36m_motion
-from data_pipelines import h36m_release
-from data_pipelines import motion
-from data_pipelines import procedural_motion as pm
+from data_pipelines.motion import core as motion
+from data_pipelines.motion import h36m as h36m_motion
+from data_pipelines.motion import h36m_release
+from data_pipelines.motion import procedural as pm
 from test_h36m_motion import random_rows  # pylint: disable=g-bad-import-order
 from test_h36m_motion import synthetic_skeleton32
 from test_position_motion import walk

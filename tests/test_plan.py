@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from experiments import plan
 from experiments.configs import default
 from experiments.configs import tiny
+from experiments import plan
 
 
 def test_estimate_against_a_hand_computed_cost():
@@ -47,7 +47,7 @@ def test_describe_counts_and_phases():
 
 
 def test_probe_times_the_real_step_and_scorer():
-  from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
+  from data_pipelines.sources import blobs  # pylint: disable=g-import-not-at-top
   from structnet_jax import models  # pylint: disable=g-import-not-at-top
   c = tiny.get_config()
   c.train.batch_size, c.eval.batch_size = 8, 16

@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.position_motion: the joint-positions motion source.
+"""Tests for data_pipelines.motion.positions: the joint-positions motion source.
 
 Sequences are generated here: a standing person (Human3.6M joint order, mm,
 z up, ankles 80 mm above the floor) walking a short line, and exponential-map
@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from data_pipelines import h36m_motion
-from data_pipelines import position_motion
-from data_pipelines import synthesize
+from data_pipelines.motion import h36m as h36m_motion
+from data_pipelines.motion import positions as position_motion
+from data_pipelines.render import synthesize
 from structnet_jax import poses as poses_lib
 from test_h36m_motion import random_rows, synthetic_skeleton32
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_pipelines import body_model as bm
-from data_pipelines import procedural_motion as pm
+from data_pipelines.motion import procedural as pm
+from data_pipelines.rig import body_model as bm
 from structnet_jax import poses as poses_lib
 
 FPS = 50.0

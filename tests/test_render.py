@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.render and data_pipelines.appearance.
+"""Tests for data_pipelines.render.core and data_pipelines.rig.appearance.
 
 References are independent of the renderer: a numpy pinhole projection, a
 numpy ray march of the primitives' implicit inside-test (no quadratic
@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_pipelines import appearance as app_lib
-from data_pipelines import render
+from data_pipelines.render import core as render
+from data_pipelines.rig import appearance as app_lib
 from structnet_jax import poses as poses_lib
 
 FOCAL = np.array([1145.0, 1143.0])

@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.synthesize (motion -> rendered examples).
+"""Tests for data_pipelines.render.synthesize (motion -> rendered examples).
 
 References are independent numpy computations: the camera frame from the
 calibration JSON's quaternion and centre, a pinhole projection into the crop
@@ -16,9 +16,9 @@ import json
 import numpy as np
 import pytest
 
-from data_pipelines import h36m_motion
-from data_pipelines import procedural_motion as pm
-from data_pipelines import synthesize as syn
+from data_pipelines.motion import h36m as h36m_motion
+from data_pipelines.motion import procedural as pm
+from data_pipelines.render import synthesize as syn
 from structnet_jax import poses as poses_lib
 
 # The one compiled render shape of the test suite's synthesis tests.
@@ -28,7 +28,7 @@ TEST = ("S9", "S11")
 
 
 def _calibration():
-  text = (importlib.resources.files("data_pipelines")
+  text = (importlib.resources.files("data_pipelines.rig")
           / "h36m_cameras.json").read_text(encoding="utf-8")
   return json.loads(text)
 

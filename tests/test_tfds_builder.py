@@ -1,4 +1,4 @@
-"""Tests for data_pipelines.tfds_builder (the ``structnet_h36m`` TFDS builder).
+"""Tests for data_pipelines.tfds.builder (the ``structnet_h36m`` TFDS builder).
 
 Datasets are tiny (2-3 subjects, one action, 2 frames, 1-2 cameras, 32 x 32
 crops rendered with one ray per pixel in batches of 4: the compiled shape of
@@ -19,13 +19,13 @@ import pytest
 
 import tensorflow_datasets as tfds
 
-import data_pipelines  # pylint: disable=g-import-not-at-top
-from data_pipelines import h36m_motion
-from data_pipelines import input_pipeline as ip
-from data_pipelines import procedural_motion as pm
-from data_pipelines import sources
-from data_pipelines import synthesize as syn
-from data_pipelines import tfds_builder as tb
+import data_pipelines.motion  # pylint: disable=g-import-not-at-top
+from data_pipelines.motion import h36m as h36m_motion
+from data_pipelines.motion import procedural as pm
+from data_pipelines.render import synthesize as syn
+from data_pipelines.sources import core as sources
+from data_pipelines.tfds import builder as tb
+from data_pipelines.tfds import input_pipeline as ip
 from structnet_jax import poses as poses_lib
 
 BATCH = 4  # render batch: the one compiled shape, with crop 32 / supersample 1
@@ -261,11 +261,12 @@ def test_h36m_release_config_reads_manual_dir_through_h36m_release(
              "subaction": seq.subaction, "camera": seq.camera,
              "camera_id": "54138969", "frame": frame}
 
-  fake = types.ModuleType("data_pipelines.h36m_release")
+  fake = types.ModuleType("data_pipelines.motion.h36m_release")
   fake.find_sequences, fake.sequence_examples = find_sequences, (
       sequence_examples)
-  monkeypatch.setitem(sys.modules, "data_pipelines.h36m_release", fake)
-  monkeypatch.setattr(data_pipelines, "h36m_release", fake, raising=False)
+  monkeypatch.setitem(sys.modules, "data_pipelines.motion.h36m_release", fake)
+  monkeypatch.setattr(data_pipelines.motion, "h36m_release", fake,
+                      raising=False)
   builder = tb.build_dataset(
       "h36m_release", str(tmp_path / "tfds"), manual_dir=str(manual),
       train_subjects=("S1", "S5"), test_subjects=("S11",), actions=("walking",),
@@ -289,7 +290,7 @@ def _positions_file(path):
 
 
 def test_positions_config_renders_the_joints_as_given(tmp_path):
-  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
+  from data_pipelines.motion import positions as position_motion  # pylint: disable=g-import-not-at-top
   motion = tmp_path / "positions.npz"
   seqs = _positions_file(motion)
   builder = tb.build_dataset(
@@ -416,7 +417,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(built, tmp_path):
 
 
 def test_tfds_source_serves_the_built_dataset_to_the_trainer(built):
-  from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
+  from data_pipelines.tfds import source as tfds_source  # pylint: disable=g-import-not-at-top
   builder, data_dir, train, test = built
   source = tfds_source.TfdsSource.create("procedural", data_dir, crop=28,
                                          pca_noise_std=0.1, **SMALL)
@@ -449,7 +450,7 @@ def test_tfds_source_serves_the_built_dataset_to_the_trainer(built):
 
 
 def test_looks_per_subject_dresses_training_sequences_only(monkeypatch):
-  from data_pipelines import appearance  # pylint: disable=g-import-not-at-top
+  from data_pipelines.rig import appearance  # pylint: disable=g-import-not-at-top
   worn = {}
   monkeypatch.setattr(tb.synthesize, "render_sequence_examples",
                       lambda seq, **kw: worn.setdefault(

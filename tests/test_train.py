@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from data_pipelines import blobs
+from data_pipelines.sources import blobs
 from experiments.configs import default as default_config
 from experiments.configs import tiny as tiny_config
 from structnet_jax import config_utils

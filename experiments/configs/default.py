@@ -42,14 +42,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.image_size = 64           # stored crop side (pixels; the paper: 128)
   c.data.num_test = 2000           # blobs: test examples
   c.data.pose_space_size = 20000   # blobs: poses in the candidate space Y
-  # tfds: the structnet_h36m dataset (data_pipelines/tfds_builder.py), built
+  # tfds: the structnet_h36m dataset (data_pipelines/tfds/builder.py), built
   # in data_dir on first use.
   c.data.tfds_config = "procedural"  # procedural | h36m_motion | positions | h36m_release
   c.data.data_dir = "~/tensorflow_datasets"
   c.data.motion_path = ""          # h36m_motion / render: exp-map .npz or folder ("" = procedural for render); positions: its .npz
   c.data.manual_dir = ""           # h36m_release: the official release folder
   # Dataset options (0 / "": the builder config's own default); a dataset
-  # with changed options gets its own folder (tfds_builder.make_config).
+  # with changed options gets its own folder
+  # (data_pipelines/tfds/builder.make_config).
   c.data.frame_step = 0            # keep every n-th frame
   c.data.sequences_per_action = 0  # procedural: clips per subject and action
   c.data.frames_per_sequence = 0   # procedural: frames per clip
@@ -62,7 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Choose settings on a validation split: e.g. "S8" trains on the other
   # training subjects and evaluates on S8; the test subjects stay unseen.
   c.data.validation_subjects = ""
-  # positions (data_pipelines/position_motion.py): "" = the dataset's default.
+  # positions (data_pipelines/motion/positions.py): "" = the dataset's default.
   c.data.placement = ""            # auto | centre | per_frame | as_given
   c.data.random_yaw = False        # turn each sequence by a random yaw
   c.data.rig_subject = ""          # whose cameras film non-Human3.6M subjects ("" = S9)
@@ -70,8 +71,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Colour jitter of training batches (not the paper's; every source): a
   # hue turn in [-hue_jitter_deg, hue_jitter_deg] and a saturation scale in
   # [1 - saturation_jitter, 1 + saturation_jitter] per image
-  # (data_pipelines/augment.colour_jitter). With five rendered outfits the
-  # CNN learns their colours; chosen on the validation split
+  # (data_pipelines/sources/augment.colour_jitter). With five rendered
+  # outfits the CNN learns their colours; chosen on the validation split
   # (experiments/results/learning_study/, section 9). 0, 0: off (paper.py).
   c.data.hue_jitter_deg = 180.0
   c.data.saturation_jitter = 0.5

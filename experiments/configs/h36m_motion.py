@@ -3,7 +3,7 @@ r"""The Human3.6M-motion protocol: real motion capture, our rendered people.
 Train on S1, S5, S6, S7, S8 and test on S9, S11, each of the four cameras a
 separate view, poses in that camera's frame (the paper's protocol, section
 6), with people rendered from the Human3.6M exponential-map motion capture
-(``data_pipelines/tfds_builder.py``, config ``h36m_motion``). The motion file
+(``data_pipelines/tfds/builder.py``, config ``h36m_motion``). The motion file
 is given on the command line:
 
   python -m experiments.main \

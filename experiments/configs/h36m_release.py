@@ -3,7 +3,8 @@ r"""The real-release protocol: the official Human3.6M videos and 3D poses.
 Same protocol as ``h36m_motion.py`` (train S1, S5, S6, S7, S8; test S9, S11;
 four cameras as separate views), on the official release's frames (person
 crops from its ground-truth boxes) and ``D3_Positions`` poses. Point it at
-the release folder (see ``tfds_builder.MANUAL_DOWNLOAD_INSTRUCTIONS``):
+the release folder (see
+``data_pipelines.tfds.builder.MANUAL_DOWNLOAD_INSTRUCTIONS``):
 
   python -m experiments.main \
       --config=experiments/configs/h36m_release.py[:paper|cpu] --workdir=DIR \

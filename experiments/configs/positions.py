@@ -1,7 +1,7 @@
 r"""Your own motion as 17-joint positions: train on it, or test a model on it.
 
 The data are people rendered from a positions ``.npz``
-(``data_pipelines/position_motion.py``: keys ``"{subject}/{action}/
+(``data_pipelines/motion/positions.py``: keys ``"{subject}/{action}/
 {subaction}"``, values ``[T, 17, 3]`` mm, z up, Human3.6M joint order; see
 README.md), filmed through the Human3.6M rig (TFDS config ``positions``). The
 file is given on the command line.

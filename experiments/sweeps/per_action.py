@@ -17,10 +17,10 @@ ACTION_LISTS = ("h36m", "procedural")
 
 def _actions(which: str) -> tuple[str, ...]:
   if which == "h36m":
-    from data_pipelines import h36m_release  # pylint: disable=g-import-not-at-top
+    from data_pipelines.motion import h36m_release  # pylint: disable=g-import-not-at-top
     return h36m_release.ACTIONS
   if which == "procedural":
-    from data_pipelines import procedural_motion  # pylint: disable=g-import-not-at-top
+    from data_pipelines.motion import procedural as procedural_motion  # pylint: disable=g-import-not-at-top
     return procedural_motion.ACTION_NAMES
   raise ValueError(f"per_action sweep argument {which!r} is unknown; use one "
                    f"of {ACTION_LISTS} (e.g. per_action.py:h36m).")

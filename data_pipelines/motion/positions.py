@@ -62,11 +62,11 @@ from typing import Iterable, Mapping, Sequence
 from absl import logging
 import numpy as np
 
-from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
-from data_pipelines import motion as motion_lib
-from data_pipelines import npz_files
-from data_pipelines import synthesize
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.motion import npz_files
+from data_pipelines.render import synthesize
+from data_pipelines.rig import cameras as cameras_lib
 from structnet_jax import poses as poses_lib
 
 FPS_KEY = "fps"
@@ -146,7 +146,7 @@ def check_positions(joints, where: str) -> np.ndarray:
       hint = " Reshape flat rows with joints.reshape(-1, 17, 3)."
     elif arr.ndim == 2 and arr.shape[1] == 99:
       hint = (" [T, 99] rows are exponential maps: use the h36m_motion "
-              "source (data_pipelines/h36m_motion.py) for those.")
+              "source (data_pipelines/motion/h36m.py) for those.")
     raise ValueError(f"{where}: expected shape [T, 17, 3] (frames, joints, "
                      f"xyz mm), got {arr.shape}.{hint}")
   if arr.shape[0] == 0:
@@ -362,12 +362,12 @@ def _open_archive(path: str):
   """The ``np.load`` archive of a positions file, or a clear error."""
   checks.existing_path(
       "positions file", path, "Pass an .npz of '{subject}/{action}/"
-      "{subaction}' -> [T, 17, 3] mm arrays (data_pipelines/"
-      "position_motion.py; save_position_motion writes one).", kind="file")
+      "{subaction}' -> [T, 17, 3] mm arrays (data_pipelines/motion/"
+      "positions.py; save_position_motion writes one).", kind="file")
   return npz_files.open_archive(
       path, "Write '{subject}/{action}/{subaction}' sequences with numpy.savez("
       "path, **{'S1/walking/1': joints, ...}) or "
-      "position_motion.save_position_motion.")
+      "data_pipelines.motion.positions.save_position_motion.")
 
 
 def sequence_keys(path: str | os.PathLike) -> list[tuple[str, str, int]]:

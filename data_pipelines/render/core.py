@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines.appearance import Appearance, check_appearance
+from data_pipelines.rig.appearance import Appearance, check_appearance
 from structnet_jax import poses as poses_lib
 
 # Joint indices (structnet_jax.poses.JOINT_NAMES order).

@@ -4,7 +4,7 @@ A fresh machine has no motion capture, so this module makes plausible human
 motion itself: parametric actions (walking loops, walking a curve, turning on
 the spot, sitting down and standing up, reaching, waving, bending to pick
 something up, phoning, pointing directions, squatting, idling) drive the
-joint angles of the kinematic body of ``data_pipelines.body_model``; forward
+joint angles of the kinematic body of ``data_pipelines.rig.body_model``; forward
 kinematics gives the 17 Human3.6M joints.
 
 World frame: z up, millimetres, origin at the centre of the capture volume.
@@ -29,10 +29,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data_pipelines import body_model
 from data_pipelines import checks
-from data_pipelines import motion as motion_lib
-from data_pipelines.body_model import ABD, FLEX, TWIST, JOINT
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.rig import body_model
+from data_pipelines.rig.body_model import ABD, FLEX, TWIST, JOINT
 
 # How far (mm) from the origin the pelvis may roam, and the floor-contact
 # softness used to decide which foot supports the body.

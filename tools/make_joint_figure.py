@@ -1,6 +1,6 @@
 r"""Draws the 17 Human3.6M joints with their indices (README's joint picture).
 
-  python -m data_pipelines.make_joint_figure --out docs/joints17.png
+  python -m tools.make_joint_figure --out docs/joints17.png
 
 A standing person of the procedural body model (arms lifted sideways so that
 every joint shows), in the world frame of a positions file: millimetres, z up,
@@ -14,8 +14,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from data_pipelines import body_model
-from data_pipelines import synthesize
+from data_pipelines.render import synthesize
+from data_pipelines.rig import body_model
 from structnet_jax import poses as poses_lib
 
 _OUT = flags.DEFINE_string("out", "docs/joints17.png", "PNG to write.")

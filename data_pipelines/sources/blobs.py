@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines import augment
+from data_pipelines.sources import augment
 
 ACTIONS = ("standing", "reaching", "crouching")
 

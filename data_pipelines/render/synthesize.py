@@ -48,13 +48,13 @@ from typing import Iterator, Sequence
 import jax
 import numpy as np
 
-from data_pipelines import appearance as appearance_lib
-from data_pipelines import body_model
-from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
 from data_pipelines import dataset_options
-from data_pipelines import motion as motion_lib
-from data_pipelines import render
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.render import core as render
+from data_pipelines.rig import appearance as appearance_lib
+from data_pipelines.rig import body_model
+from data_pipelines.rig import cameras as cameras_lib
 from structnet_jax import poses as poses_lib
 
 CAMERAS: tuple[int, ...] = motion_lib.CAMERAS

@@ -10,7 +10,7 @@ Examples are dicts as decoded by TFDS from the ``structnet_h36m`` builder::
    "pose_2d": float32 [17, 2], "subject": string, "action": string,
    "subaction": int32, "camera": int32, "camera_id": string, "frame": int32}
 
-Training augmentation is the one of ``data_pipelines/augment.py`` (paper
+Training augmentation is the one of ``data_pipelines/sources/augment.py`` (paper
 section 5.1), on the host: a random ``crop x crop`` window of the stored image,
 conversion to float32 in [0, 1], and PCA colour noise ``V (alpha *
 sqrt(lambda))`` per image, ``alpha ~ N(0, std^2)`` per eigenvector, with
@@ -52,8 +52,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from data_pipelines import augment
 from data_pipelines import checks
+from data_pipelines.sources import augment
 from structnet_jax import sharding as sharding_lib
 
 NUM_JOINTS = 17

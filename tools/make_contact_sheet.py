@@ -6,7 +6,7 @@ frame per (subject, action) (the frame farthest from the clip's neutral
 start), and tiles the crops with ``render.contact_sheet``: one row per
 subject, one column per (action, camera), with labels.
 
-  python -m data_pipelines.make_contact_sheet --out docs/contact_sheet.jpg
+  python -m tools.make_contact_sheet --out docs/contact_sheet.jpg
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from data_pipelines import procedural_motion
-from data_pipelines import render
-from data_pipelines import synthesize
+from data_pipelines.motion import procedural as procedural_motion
+from data_pipelines.render import core as render
+from data_pipelines.render import synthesize
 from structnet_jax import files
 from structnet_jax import poses as poses_lib
 

@@ -2,7 +2,7 @@
 
 An ``Appearance`` is a pytree of small float32 arrays (a NamedTuple), so it can
 be batched along a leading axis and passed through ``jax.jit`` / ``jax.vmap``
-like any other array argument of the renderer (``data_pipelines.render``).
+like any other array argument of the renderer (``data_pipelines.render.core``).
 
 Colours are display RGB in ``[0, 1]`` (no gamma), shape ``[3]``. Lengths are
 millimetres.
@@ -280,7 +280,7 @@ def check_appearance(appearance: Appearance, name: str = "appearance") -> int:
   """
   if not isinstance(appearance, Appearance):
     raise ValueError(
-        f"{name} must be a data_pipelines.appearance.Appearance (build one "
+        f"{name} must be a data_pipelines.rig.appearance.Appearance (build one "
         f"with sample_appearance or subject_appearance), got "
         f"{type(appearance)}.")
   batch = None

@@ -24,7 +24,7 @@ Four builder configs, one example format (``synthesize`` module docstring):
   ``train_subjects``, and ``train_subjects=()`` builds an evaluation-only
   dataset (a ``test`` split alone).
 * ``h36m_release``: the official videos and poses, read by
-  ``data_pipelines.h36m_release`` from ``manual_dir``
+  ``data_pipelines.motion.h36m_release`` from ``manual_dir``
   (``tfds.download.DownloadConfig(manual_dir=...)`` or ``build_dataset(...,
   manual_dir=...)``; see ``MANUAL_DOWNLOAD_INSTRUCTIONS``).
 
@@ -83,16 +83,16 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import appearance as appearance_lib
 from data_pipelines import checks
 from data_pipelines import dataset_options
-from data_pipelines import input_pipeline
-from data_pipelines import motion as motion_lib
-from data_pipelines import npz_files
-from data_pipelines import position_motion
-from data_pipelines import procedural_motion
-from data_pipelines import sources
-from data_pipelines import synthesize
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.motion import npz_files
+from data_pipelines.motion import positions as position_motion
+from data_pipelines.motion import procedural as procedural_motion
+from data_pipelines.render import synthesize
+from data_pipelines.rig import appearance as appearance_lib
+from data_pipelines.sources import core as sources
+from data_pipelines.tfds import input_pipeline
 from structnet_jax import poses as poses_lib
 
 DATASET_NAME = "structnet_h36m"
@@ -627,11 +627,11 @@ class StructnetH36m(tfds.core.GeneratorBasedBuilder):
           "DownloadConfig(manual_dir=...):\n" + MANUAL_DOWNLOAD_INSTRUCTIONS)
     try:
       # pylint: disable-next=g-import-not-at-top
-      from data_pipelines import h36m_release
+      from data_pipelines.motion import h36m_release
     except ImportError as e:
       raise ImportError(
-          f"the h36m_release config needs data_pipelines.h36m_release and its "
-          f"readers ({e}). Install them with pip install -e '.[data]'.") from e
+          "the h36m_release config needs data_pipelines.motion.h36m_release "
+          f"and its readers ({e}). Install them with pip install -e '.[data]'.") from e
     seqs = motion_lib.load(manual_dir, cfg, kind="h36m_release",
                            subjects=cfg.train_subjects + cfg.test_subjects)
     jobs = [_Job(f"{seq.subject}/{seq.action}/{seq.subaction}/c{seq.camera}",

@@ -1,16 +1,19 @@
 """A training/evaluation source over a ``structnet_h36m`` TFDS dataset.
 
 The experiments layer (``experiments/pipeline.py``) asks every source for
-the same things, whatever the data is: the contract ``sources.Source``
-(``pose_space [N, 17, 3]`` mm, the training poses saved with the dataset;
+the same things, whatever the data is: the contract
+``data_pipelines.sources.core.Source`` (``pose_space [N, 17, 3]`` mm, the
+training poses saved with the dataset;
 ``train_batch(step, batch_size, seed)``, pure in ``(seed, step)``, with the
 2D joints ``pose_2d``; ``eval_batches(batch_size, split)``;
-``num_examples(split)``). ``sources.from_config`` opens this one for
-``config.data.source = "tfds"``.
+``num_examples(split)``). ``sources.core.from_config`` opens this one for
+``config.data.source = "tfds"``. It lives here, beside the builder and
+the tf.data pipeline it reads with, because it is the one source that needs
+TensorFlow (imported when a dataset is built or read, not at import).
 
 ``TfdsSource`` serves them from the dataset written by
-``tfds_builder.build_dataset`` (building it first when it is not there) from
-any of its sources (``tfds_builder.SOURCES``): procedural motion, Human3.6M
+``builder.build_dataset`` (building it first when it is not there) from
+any of its sources (``builder.SOURCES``): procedural motion, Human3.6M
 exponential-map motion, a joint-positions ``.npz``, or the official release;
 with the tf.data pipeline of ``input_pipeline``: random ``crop x crop``
 windows and PCA colour noise from the dataset's stored RGB covariance for
@@ -61,7 +64,7 @@ class TfdsSource:
       **dataset_options: ``StructnetH36mConfig`` fields to override (e.g.
         ``frame_step=10``); the dataset then gets its own folder.
     """
-    from data_pipelines import tfds_builder  # pylint: disable=g-import-not-at-top
+    from data_pipelines.tfds import builder as tfds_builder  # pylint: disable=g-import-not-at-top
     builder = tfds_builder.build_dataset(
         dataset_config, os.path.expanduser(data_dir),
         motion_path=motion_path or None, manual_dir=manual_dir or None,
@@ -89,7 +92,7 @@ class TfdsSource:
   def train_batch(self, step: int, batch_size: int, seed: int = 0
                   ) -> dict[str, np.ndarray]:
     """The training batch of ``step`` for this host (pure in ``(seed, step)``)."""
-    from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+    from data_pipelines.tfds import input_pipeline  # pylint: disable=g-import-not-at-top
     key = (int(batch_size), int(seed))
     if key not in self._batch_fns:
       self._batch_fns[key] = input_pipeline.batch_fn_from_builder(
@@ -103,7 +106,7 @@ class TfdsSource:
   def eval_batches(self, batch_size: int, split: str = "test"
                    ) -> Iterator[dict[str, np.ndarray]]:
     """Every example of ``split`` once, centre-cropped, padded and masked."""
-    from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+    from data_pipelines.tfds import input_pipeline  # pylint: disable=g-import-not-at-top
     self._check_split(split)
     ds = input_pipeline.eval_dataset_from_builder(
         self.builder, split=split, batch_size=int(batch_size),

@@ -9,18 +9,18 @@ the 17 joints are (``world_joints [T, 17, 3]`` mm, z-up world, joint order of
 =====================  ===========  ==========  ==================  =========
 source                 loader       retarget    lift_mm             rig
 =====================  ===========  ==========  ==================  =========
-``"procedural"``       procedural_  False (on   ``ANKLE_HEIGHT_MM`` subject
-                       motion       its body)   (ankles on z = 0)
-exp-map file / folder  h36m_motion  True (one   ``ANKLE_HEIGHT_MM`` subject
+``"procedural"``       procedural   False (on   ``ANKLE_HEIGHT_MM`` subject
+                                    its body)   (ankles on z = 0)
+exp-map file / folder  h36m         True (one   ``ANKLE_HEIGHT_MM`` subject
                                     skeleton)
-positions ``.npz``     position_    False (as   0 (soles on z = 0)  given
-                       motion       given)
+positions ``.npz``     positions    False (as   0 (soles on z = 0)  given
+                                    given)
 =====================  ===========  ==========  ==================  =========
 
 ``load`` takes any of them (and the official release, whose videos are
 ``h36m_release.ReleaseSequence`` s: a ``Take`` with its files, not joints
-to render) and returns a list. ``synthesize`` and ``device_source`` film a
-``Motion`` by reading these fields; nothing is inferred from its class.
+to render) and returns a list. ``render.synthesize`` and ``sources.device``
+film a ``Motion`` by reading these fields; nothing is inferred from its class.
 
   seqs = load("procedural", subjects=["S1"], actions=["walking"], step=5)
   seqs = load("../shared/data/h36m_expmap_25fps.npz", subjects=["S9"])
@@ -118,7 +118,7 @@ def kind_of(source: str | os.PathLike) -> str:
   if is_procedural(source):
     return PROCEDURAL
   # pylint: disable-next=g-import-not-at-top
-  from data_pipelines import position_motion
+  from data_pipelines.motion import positions as position_motion
   path = os.path.expanduser(os.fspath(source))
   return "positions" if position_motion.holds_positions(path) else (
       "h36m_motion")
@@ -167,7 +167,7 @@ def load(source: str | os.PathLike = PROCEDURAL,
   kind = kind_of(source) if kind is None else kind
   actions = None if o.actions is None else list(o.actions)
   if kind == "procedural":
-    from data_pipelines import procedural_motion
+    from data_pipelines.motion import procedural as procedural_motion
     if subjects is None:
       subjects = tuple(o.train_subjects) + tuple(o.test_subjects or ())
     return procedural_motion.generate_motion(
@@ -177,18 +177,18 @@ def load(source: str | os.PathLike = PROCEDURAL,
   path = os.fspath(source)
   subjects = None if subjects is None else list(subjects)
   if kind == "h36m_motion":
-    from data_pipelines import h36m_motion
+    from data_pipelines.motion import h36m as h36m_motion
     seqs = h36m_motion.load_expmap_motion(path, skeleton_path,
                                           subjects=subjects, step=step)
     return list(h36m_motion.select_actions(seqs, actions, path).values())
   if kind == "positions":
-    from data_pipelines import position_motion
+    from data_pipelines.motion import positions as position_motion
     return list(position_motion.load_position_motion(
         path, subjects=subjects, actions=actions, step=step,
         placement=o.placement, random_yaw=o.random_yaw, seed=o.seed,
         cameras=o.cameras, rig_subject=o.rig_subject).values())
   if kind == "h36m_release":
-    from data_pipelines import h36m_release
+    from data_pipelines.motion import h36m_release
     return h36m_release.find_sequences(path, subjects=subjects,
                                        actions=actions, cameras=o.cameras)
   raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}.")

@@ -22,11 +22,14 @@ structurally):
 
 The sources (``SOURCES``, the values of ``config.data.source``):
 
-* ``"blobs"``: ``blobs.BlobSource``, generated image-pose pairs, no files;
-* ``"tfds"``: ``tfds_source.TfdsSource``, the ``structnet_h36m`` TFDS dataset
-  (``tfds_builder``: procedural, h36m_motion, positions or h36m_release),
-  built first when it is not there, read with tf.data (``input_pipeline``);
-* ``"render"``: ``device_source.RenderSource``, the same people rendered and
+* ``"blobs"``: ``sources.blobs.BlobSource``, generated image-pose pairs, no
+  files;
+* ``"tfds"``: ``tfds.source.TfdsSource``, the ``structnet_h36m`` TFDS dataset
+  (``tfds.builder``: procedural, h36m_motion, positions or h36m_release),
+  built first when it is not there, read with tf.data
+  (``tfds.input_pipeline``); the only source that needs TensorFlow, imported
+  when it is asked for;
+* ``"render"``: ``sources.device.RenderSource``, the same people rendered and
   augmented in JAX on the device at every step (no TensorFlow).
 
 ``from_config(config)`` opens the source of a run config (the fields of
@@ -34,7 +37,7 @@ The sources (``SOURCES``, the values of ``config.data.source``):
 that concern it.
 
 ``POSE_SPACE_FILENAME``: the file of the pose space (``np.save``), in a
-built TFDS dataset's version directory (``tfds_builder``) and in a run's
+built TFDS dataset's version directory (``tfds.builder``) and in a run's
 workdir (``experiments/pipeline.py``).
 """
 
@@ -160,7 +163,7 @@ def _positions_options(data, positions: Callable[[], bool]) -> dict[str, Any]:
 
 
 def _holds_positions(path: str) -> bool:
-  from data_pipelines import position_motion  # pylint: disable=g-import-not-at-top
+  from data_pipelines.motion import positions as position_motion  # pylint: disable=g-import-not-at-top
   return position_motion.holds_positions(os.path.expanduser(path))
 
 
@@ -170,7 +173,7 @@ def _holds_positions(path: str) -> bool:
 
 
 def _blobs(config, options) -> Source:
-  """``blobs.BlobSource``: no 2D joints, subjects or looks."""
+  """``sources.blobs.BlobSource``: no 2D joints, subjects or looks."""
   del options  # the rendered sources' options; blobs have none
   d = config.data
   _positions_options(d, lambda: False)
@@ -193,7 +196,7 @@ def _blobs(config, options) -> Source:
     raise ValueError(
         "config.data.validation_subjects needs data with subjects (source "
         "'tfds' or 'render'); the 'blobs' toy data has none. Leave it empty.")
-  from data_pipelines import blobs  # pylint: disable=g-import-not-at-top
+  from data_pipelines.sources import blobs  # pylint: disable=g-import-not-at-top
   return blobs.BlobSource.create(
       num_train=d.pose_space_size, num_test=d.num_test,
       image_size=d.image_size, crop=config.model.image_size,
@@ -201,10 +204,10 @@ def _blobs(config, options) -> Source:
 
 
 def _tfds(config, options) -> Source:
-  """``tfds_source.TfdsSource`` of ``config.data.tfds_config``."""
+  """``tfds.source.TfdsSource`` of ``config.data.tfds_config``."""
   d = config.data
   positions = _positions_options(d, lambda: d.tfds_config == "positions")
-  from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
+  from data_pipelines.tfds import source as tfds_source  # pylint: disable=g-import-not-at-top
   if d.image_size != 128:  # the datasets' default crop side
     options["crop_size"] = int(d.image_size)
   options.update(positions)
@@ -223,12 +226,12 @@ def _tfds(config, options) -> Source:
 
 
 def _render(config, options) -> Source:
-  """``device_source.RenderSource`` of ``config.data.motion_path`` (an
+  """``sources.device.RenderSource`` of ``config.data.motion_path`` (an
   exp-map ``.npz`` or folder, a joint-positions ``.npz``; "": procedural)."""
   d = config.data
   positions = _positions_options(
       d, lambda: bool(d.motion_path) and _holds_positions(d.motion_path))
-  from data_pipelines import device_source  # pylint: disable=g-import-not-at-top
+  from data_pipelines.sources import device as device_source  # pylint: disable=g-import-not-at-top
   return device_source.RenderSource.create(
       d.motion_path or "procedural", image_size=d.image_size,
       crop=config.model.image_size, pca_noise_std=d.pca_noise_std,

@@ -94,7 +94,7 @@ def load_h36m_cameras(path: str | os.PathLike | None = None
 
   Args:
     path: a calibration JSON in the package file's format; default the copy
-      shipped in ``data_pipelines/h36m_cameras.json``.
+      shipped in ``data_pipelines/rig/h36m_cameras.json``.
 
   Returns:
     ``{"S1": [Camera x 4], "S5": [...], ...}``; camera ``i`` of every subject
@@ -116,9 +116,9 @@ def _parse_cameras(path) -> dict[str, list[Camera]]:
   """Reads and checks a calibration JSON (None: the shipped one)."""
   try:
     if path is None:
-      text = (importlib.resources.files("data_pipelines")
+      text = (importlib.resources.files("data_pipelines.rig")
               / CAMERAS_FILENAME).read_text(encoding="utf-8")
-      where = f"data_pipelines/{CAMERAS_FILENAME}"
+      where = f"data_pipelines/rig/{CAMERAS_FILENAME}"
     else:
       where = os.fspath(path)
       with open(where, encoding="utf-8") as f:

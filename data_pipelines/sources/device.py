@@ -65,15 +65,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines import appearance as appearance_lib
-from data_pipelines import augment
-from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
 from data_pipelines import dataset_options
-from data_pipelines import motion as motion_lib
-from data_pipelines import position_motion
-from data_pipelines import render
-from data_pipelines import synthesize
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.motion import positions as position_motion
+from data_pipelines.render import core as render
+from data_pipelines.render import synthesize
+from data_pipelines.rig import appearance as appearance_lib
+from data_pipelines.rig import cameras as cameras_lib
+from data_pipelines.sources import augment
 from structnet_jax import poses as poses_lib
 
 SPLITS: tuple[str, ...] = ("train", "test")

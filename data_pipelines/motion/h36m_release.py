@@ -15,8 +15,8 @@ per-subject archives. Expected layout, one folder per subject::
   (``D2_Positions`` has 64 columns, ``D3_Angles`` 78; ``D3_Positions_mono``
   has 96 but in camera coordinates, so it must not be passed here.)
 * ``Videos/<name>.<camera id>.mp4``: 50 fps video of that camera, 1000 x 1002
-  or 1000 x 1000 pixels (the calibrated size, ``data_pipelines/cameras.py``);
-  frame ``t`` shows pose ``t``.
+  or 1000 x 1000 pixels (the calibrated size,
+  ``data_pipelines/rig/cameras.py``); frame ``t`` shows pose ``t``.
 * ``ground_truth_bb/<name>.<camera id>.mat``: MATLAB v7.3 (HDF5) file whose
   dataset ``Masks`` holds one object reference per frame, each a binary mask
   (stored column-major, i.e. transposed) that is 1 inside the person's box.
@@ -65,11 +65,11 @@ from typing import Iterator, Sequence
 import jax
 import numpy as np
 
-from data_pipelines import cameras as cameras_lib
 from data_pipelines import checks
-from data_pipelines import kinematics
-from data_pipelines import motion as motion_lib
-from data_pipelines import render
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.render import core as render
+from data_pipelines.rig import cameras as cameras_lib
+from data_pipelines.rig import kinematics
 from structnet_jax import poses as poses_lib
 
 RELEASE_URL = "http://vision.imar.ro/human3.6m/"
@@ -219,7 +219,7 @@ def find_sequences(manual_dir: str | os.PathLike,
     unknown = [s for s in subjects if s not in rig]
     if unknown:
       raise ValueError(f"unknown subject(s) {unknown}; the camera calibration "
-                       f"(data_pipelines/h36m_cameras.json) has "
+                       f"(data_pipelines/rig/h36m_cameras.json) has "
                        f"{known_subjects}.")
 
   root = checks.existing_path(

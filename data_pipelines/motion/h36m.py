@@ -46,9 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from data_pipelines import checks
-from data_pipelines import kinematics
-from data_pipelines import motion as motion_lib
-from data_pipelines import npz_files
+from data_pipelines.motion import core as motion_lib
+from data_pipelines.motion import npz_files
+from data_pipelines.rig import kinematics
 
 NUM_COLUMNS = 99
 SKELETON_FILENAME = "h36m_skeleton32.json"
@@ -351,7 +351,7 @@ def _check_rows(rows: np.ndarray, where: str) -> np.ndarray:
         f"increment, root rotation increment, 31 joint exponential maps), got "
         f"an array of shape {rows.shape}. Is this a Human3.6M exponential-map "
         "file? Joint positions [T, 17, 3] go through the positions source "
-        "(data_pipelines/position_motion.py, TFDS config 'positions').")
+        "(data_pipelines/motion/positions.py, TFDS config 'positions').")
   if rows.shape[0] == 0:
     raise ValueError(f"{where}: the sequence has no frames; drop the file.")
   finite = np.isfinite(rows)
