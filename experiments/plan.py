@@ -14,18 +14,18 @@ compiling).
 
 The counts come from the config and the data. The time comes from two
 probes on this machine (``probe``): the real stage-1 step, compiled and
-timed at the config's batch size, and the real scorer on one evaluation
-batch against the real candidate table. The rest is a cost model
-(``estimate``) whose ratios were measured on the 2-core reference machine
-running the README's main job (its log, 2026-12-01): a stage-2 step costs
-0.55 stage-1 steps with the conv trunk frozen and an Adam-family optimizer
-(1.0 with the trunk trained, twice that with the paper's line search); the
-evaluation pass with its baseline rows costs 3.2 scorer passes over the
-test set, the figures 1.8 more, the learning report 3.0 per batch of its
-four passes (two stages, two splits); the APF fits 160 poses/s at 100
-particles x 5 layers + 100 refinement steps (work scaled by particles x
-layers + steps); the LinKDE fit's HOG runs at 1100 images/s. It is meant to tell a 10-minute run from a 10-hour one, not to
-the minute.
+timed at the config's batch size (when the run trains), and the real scorer
+on one evaluation batch against the real candidate table. The rest is a
+cost model (``estimate``) whose ratios were measured on the 2-core
+reference machine running the README's main job (its log, 2026-12-01): a
+stage-2 step costs 0.55 stage-1 steps with the conv trunk frozen and an
+Adam-family optimizer (1.0 with the trunk trained, twice that with the
+paper's line search); the evaluation pass with its baseline rows costs 3.2
+scorer passes over the test set, the figures 1.8 more, the learning report
+3.0 per batch of its four passes (two stages, two splits); the APF fits 160
+poses/s at 100 particles x 5 layers + 100 refinement steps (work scaled by
+particles x layers + steps); the LinKDE fit's HOG runs at 1100 images/s. It
+is meant to tell a 10-minute run from a 10-hour one, not to the minute.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ class Probe:
   """Seconds measured on this machine.
 
   Attributes:
-    stage1_step_s: one stage-1 train step at ``config.train.batch_size``.
+    stage1_step_s: one stage-1 train step at ``config.train.batch_size``
+      (``None``: not timed, for an evaluation-only run).
     eval_batch_s: the scorer on one batch of ``config.eval.batch_size``
       images against the whole candidate table (Max, Avg(A), top-k).
   """
-  stage1_step_s: float
+  stage1_step_s: float | None
   eval_batch_s: float
 
 
@@ -73,36 +74,44 @@ def _timed(fn, repeats: int = 2) -> float:
   return float(np.median(times))
 
 
-def probe(model, config, candidates: np.ndarray) -> Probe:
+def probe(model, config, candidates: np.ndarray, *,
+          train: bool = True) -> Probe:
   """Times the real stage-1 step and the real scorer on zeros (no data read).
 
   Args:
     model: the run's ``StructNet``.
     config: the run config.
     candidates: ``[N, 17, 3]`` mm, the candidate pose space Y.
+    train: also time the stage-1 step. An evaluation-only run does not
+      compile it (``stage1_step_s`` is then ``None``): compiling a train step
+      costs about as much as the scorer's whole evaluation on a small set.
   """
   from structnet_jax import scoring  # pylint: disable=g-import-not-at-top
   from structnet_jax import sharding  # pylint: disable=g-import-not-at-top
-  from structnet_jax import train  # pylint: disable=g-import-not-at-top
+  from structnet_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   size = int(config.model.image_size)
   bs = int(config.train.batch_size)
-  mesh = sharding.make_mesh()
-  state = train.init_train_state(model, config, jax.random.PRNGKey(0),
-                                 candidates)
-  step = train.jit_step(train.make_pretrain_step(model, config), mesh)
-  batch = {"image": np.zeros((bs, size, size, 3), np.float32),
-           "pose": np.asarray(candidates[:bs], np.float32)}
-  if config.model.detection_grid:
-    batch["pose_2d"] = np.zeros((bs, 17, 2), np.float32)
-  batch = sharding.shard_batch(batch, mesh)
-  holder = [sharding.replicate(state, mesh)]
+  state = train_lib.init_train_state(model, config, jax.random.PRNGKey(0),
+                                     candidates)
+  stage1_s = None
+  if train:
+    mesh = sharding.make_mesh()
+    step = train_lib.jit_step(train_lib.make_pretrain_step(model, config),
+                              mesh)
+    batch = {"image": np.zeros((bs, size, size, 3), np.float32),
+             "pose": np.asarray(candidates[:bs], np.float32)}
+    if config.model.detection_grid:
+      batch["pose_2d"] = np.zeros((bs, 17, 2), np.float32)
+    batch = sharding.shard_batch(batch, mesh)
+    holder = [sharding.replicate(state, mesh)]
 
-  def one_step():
-    holder[0], metrics = step(holder[0], batch)
-    return metrics
+    def one_step():
+      holder[0], metrics = step(holder[0], batch)
+      return metrics
 
-  stage1_s = _timed(one_step)
-  variables = holder[0].variables()
+    stage1_s = _timed(one_step)
+    state = holder[0]
+  variables = state.variables()
   table = scoring.embed_candidate_poses(model, variables, candidates)
   avg = tuple(int(a) for a in config.eval.avg_sizes if a <= len(candidates))
   predict = scoring.make_predictor(model, avg or (1,),
@@ -115,7 +124,8 @@ def probe(model, config, candidates: np.ndarray) -> Probe:
 
 def estimate(config, probe_result: Probe, num_test: int,
              num_train: int) -> dict[str, float]:
-  """Seconds per phase: ``{"stage 1", "stage 2", "evaluation"}``.
+  """Seconds per phase: ``{"stage 1", "stage 2", "evaluation"}`` (only
+  ``"evaluation"`` from a probe without a timed stage-1 step).
 
   Args:
     config: the run config.
@@ -145,6 +155,8 @@ def estimate(config, probe_result: Probe, num_test: int,
   if e.check_images > 0:  # the learning report: 2 stages x 2 splits
     evaluation += (4 * -(-int(e.check_images) // int(e.batch_size))
                    * probe_result.eval_batch_s * CHECK_PER_SCORER_PASS)
+  if t1 is None:  # an evaluation-only probe
+    return {"evaluation": evaluation}
   return {"stage 1": int(config.stage1.num_steps) * t1,
           "stage 2": int(config.stage2.num_steps) * t1 * per_step2,
           "evaluation": evaluation}
@@ -193,11 +205,13 @@ def describe(config, num_train: int, num_test: int, num_candidates: int,
   if not evaluate:
     phases.pop("evaluation")
   total = sum(phases.values())
+  timed = [f"a timed evaluation batch of {probe_result.eval_batch_s:.2f} s"]
+  if train and probe_result.stage1_step_s is not None:
+    timed.insert(0, "a timed stage-1 step of "
+                 f"{probe_result.stage1_step_s:.3f} s")
   return (line + f"; about {total / 60:.1f} min on this machine ("
           + ", ".join(f"{k} {v / 60:.1f}" for k, v in phases.items())
-          + f"; from a timed stage-1 step of {probe_result.stage1_step_s:.3f}"
-          f" s and a timed evaluation batch of {probe_result.eval_batch_s:.2f}"
-          " s; rough)")
+          + f"; from {' and '.join(timed)}; rough)")
 
 
 def plan_line(run: Any, mode: str) -> str:
@@ -207,7 +221,7 @@ def plan_line(run: Any, mode: str) -> str:
   candidates = run.candidates
   train = mode in ("train", "train_and_evaluate")
   evaluate = mode in ("evaluate", "train_and_evaluate")
-  probe_result = (probe(run.model, config, candidates)
+  probe_result = (probe(run.model, config, candidates, train=train)
                   if config.train.plan_probe and jax.process_count() == 1
                   else None)
   return describe(config, run.train_source.num_examples("train"),

@@ -11,10 +11,10 @@ saves compile time: its keys cover the program, the XLA flags and the jax
 version.
 
 The end-to-end tests (``@pytest.mark.end_to_end``: whole runs, a minute or
-more each on 2 cores) are collected first. pytest-xdist hands tests out in
-collection order, so a long test collected near the end would leave the other
-worker idle while it finishes; started first, the short tests fill in behind
-them.
+more each on 2 cores) are collected first (``pytest_collection_modifyitems``).
+pytest-xdist hands tests out in collection order, so a long test collected
+near the end would leave the other worker idle while it finishes; started
+first, the short tests fill in behind them.
 """
 
 import json
@@ -28,12 +28,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   _flags += " --xla_force_host_platform_device_count=8"
-# The tests' programs are small and compiled once: XLA's backend optimisation
-# level 1 (default 2) compiles a tiny CLI run's programs in about 2/3 of the
-# CPU time, with the same results to float tolerance (WORKSPACE.md). Every
+# The tests' programs are small and compiled once: at XLA's backend
+# optimisation level 0 (default 2) a tiny CLI run costs 46 s against 58 s at
+# level 1 and 85 s at level 2, with the same table (WORKSPACE.md). Every
 # process the tests start inherits it through the environment.
 if "xla_backend_optimization_level" not in _flags:
-  _flags += " --xla_backend_optimization_level=1"
+  _flags += " --xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,9 +48,32 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 
 
 def pytest_collection_modifyitems(config, items):
-  """Puts the end-to-end tests first, each group in collection order."""
+  """Orders the tests for two workers: the end-to-end tests first.
+
+  setup.cfg's ``--maxschedchunk=1`` makes pytest-xdist hand tests out one at
+  a time as workers free up (by default the first worker's first chunk would
+  hold every end-to-end test, run one after the other). The first test
+  that needs the shared ``trained`` run trains it; the end-to-end tests that
+  do not need it come next, so the other worker is not left waiting on the
+  lock; then the rest of the ``trained`` tests; then the short tests. Each
+  group keeps collection order.
+  """
   del config
-  items.sort(key=lambda item: item.get_closest_marker("end_to_end") is None)
+
+  def uses_trained(item):
+    return "trained" in getattr(item, "fixturenames", ())
+
+  first = next((i for i in items if uses_trained(i) and
+                i.get_closest_marker("end_to_end") is not None), None)
+
+  def group(item):
+    if item.get_closest_marker("end_to_end") is None:
+      return 3
+    if item is first:
+      return 0
+    return 2 if uses_trained(item) else 1
+
+  items.sort(key=group)
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,11 @@ def test_describe_counts_and_phases():
                             probe_result=plan.Probe(0.01, 0.2))
   assert only_eval.startswith("plan: evaluate: 300 test images")
   assert "(evaluation " in only_eval and "stage 1 " not in only_eval
+  # An evaluation-only probe has no stage-1 step: the same estimate.
+  untimed = plan.describe(c, 2000, 300, 2000, train=False,
+                          probe_result=plan.Probe(None, 0.2))
+  assert untimed.split("; from ")[0] == only_eval.split("; from ")[0]
+  assert untimed.endswith("from a timed evaluation batch of 0.20 s; rough)")
 
 
 def test_probe_times_the_real_step_and_scorer():
@@ -57,3 +62,6 @@ def test_probe_times_the_real_step_and_scorer():
                    source.pose_space)
   assert math.isfinite(got.stage1_step_s) and got.stage1_step_s > 0
   assert math.isfinite(got.eval_batch_s) and got.eval_batch_s > 0
+  only_eval = plan.probe(models.StructNet.from_config(c.model), c,
+                         source.pose_space, train=False)
+  assert only_eval.stage1_step_s is None and only_eval.eval_batch_s > 0
