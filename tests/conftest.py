@@ -29,8 +29,8 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   _flags += " --xla_force_host_platform_device_count=8"
 # The tests' programs are small and compiled once: at XLA's backend
-# optimisation level 0 (default 2) a tiny CLI run costs 46 s against 58 s at
-# level 1 and 85 s at level 2, with the same table (WORKSPACE.md). Every
+# optimisation level 0 (default 2) a tiny CLI run took 46 s against 58 s at
+# level 1, back to back, with the same printed report (WORKSPACE.md). Every
 # process the tests start inherits it through the environment.
 if "xla_backend_optimization_level" not in _flags:
   _flags += " --xla_backend_optimization_level=0"
