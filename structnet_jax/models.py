@@ -37,6 +37,7 @@ Pose-embedding variants (paper Table 3), ``config.pose_embedding``:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -401,6 +402,16 @@ class StructNet(nn.Module):
     return scores, self.denormalise_pose(self.predict_hidden(h3))
 
 
+@functools.partial(jax.jit, static_argnames=("model", "image_size"))
+def _init(model: StructNet, key: Array, image_size: int) -> dict[str, Any]:
+  """``model.init`` on zero inputs, compiled once per (equal) model and size:
+  a run initialises the same network several times (stage 1, stage 2's fresh
+  FC layers, checkpoint templates)."""
+  images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  poses = jnp.zeros((1, poses_lib.NUM_JOINTS, 3), jnp.float32)
+  return model.init({"params": key}, images, poses, train=False)
+
+
 def init_variables(model: StructNet, key: Array, image_size: int,
                    pose_stats: dict[str, Any] | None = None) -> dict[str, Any]:
   """Initialises all variable collections of ``model``.
@@ -415,11 +426,7 @@ def init_variables(model: StructNet, key: Array, image_size: int,
   Returns:
     ``{"params": ..., "pose_stats": {"mean", "scale"}, ["fixed": ...]}``.
   """
-  images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-  poses = jnp.zeros((1, poses_lib.NUM_JOINTS, 3), jnp.float32)
-  variables = jax.jit(model.init, static_argnames="train")(
-      {"params": key}, images, poses, train=False)
-  variables = jax.tree_util.tree_map(lambda x: x, dict(variables))
+  variables = dict(_init(model, key, image_size))
   if pose_stats is not None:
     variables["pose_stats"] = {
         "mean": jnp.asarray(pose_stats["mean"], jnp.float32),

@@ -156,6 +156,23 @@ def test_apf_is_deterministic_for_a_key(noisy_fit):
   assert not np.array_equal(other, out)
 
 
+def test_padding_to_a_power_of_two_leaves_each_fit_unchanged():
+  # fit compiles for 4 rows here; the 3 real ones must be what the unpadded
+  # program gives them with the same per-row keys.
+  targets, inits, _ = _problems(7, 3)
+  kw = dict(num_particles=8, num_layers=1, init_std=0.1, diffusion_scale=0.5,
+            min_std=1e-3, survival_rate=0.2, refine_steps=0,
+            refine_learning_rate=0.01)
+  key = jax.random.key(3)
+  out, err = apf.fit(targets, inits, LENGTHS, key, return_error=True, **kw)
+  assert apf._padded_size(3) == 4 and out.shape == (3, 17, 3)
+  want, want_err = apf._fit_batch(
+      targets, inits, np.broadcast_to(LENGTHS, (3, 16)),
+      jax.random.split(key, 3), **kw)
+  np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-4)
+  np.testing.assert_allclose(err, want_err, rtol=1e-6, atol=1e-5)
+  assert [apf._padded_size(b) for b in (1, 2, 5, 64, 65)] == [1, 2, 8, 64, 128]
+
 def test_fit_avg_apf_targets_the_average():
   targets, inits, _ = _problems(4, 6)
   # Top-2 "candidates": the mean of (target + d, target - d) is the target.

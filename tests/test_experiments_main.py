@@ -263,11 +263,12 @@ def test_render_source_trains_and_evaluates_on_device(tmp_path):
   config.train.batch_size = 8
   config.eval.batch_size = 8
   config.eval.avg_sizes = (2, 5)
-  # The source is what is tested here: the APF and LinKDE rows take the same
-  # path for every source (tested on the shared trained run).
+  # The source is what is tested here: the APF and LinKDE rows and the
+  # figures take the same path for every source (tested on the shared
+  # trained run).
   config.eval.apf_sizes = ()
   config.eval.linkde = False
-  config.eval.figure4_num_images = 40
+  config.eval.figures = False
   run = pipeline.Run.create(config, str(tmp_path))
   assert run.source.pose_space.shape == (5 * 4 * 2, 17, 3)  # 5 subjects x 4 cameras x 2 frames
   run.train()

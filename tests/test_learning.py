@@ -324,6 +324,7 @@ def test_validation_split_never_holds_test_subjects():
       ("data.saturation_jitter", 0.2, "codes each joint's depth")):
     config = default_config.get_config()
     config.data.source = "blobs"
+    config.data.looks_per_subject = 0
     config.model.detection_grid = 0
     config.data.hue_jitter_deg = config.data.saturation_jitter = 0.0
     section, name = field.split(".")

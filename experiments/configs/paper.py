@@ -26,6 +26,8 @@ def get_config():
   c.stage2.optimizer = "line_search"  # section 4 (default.py: adamw)
   c.data.hue_jitter_deg = 0.0  # section 5.1: crops and PCA noise only
   c.data.saturation_jitter = 0.0
+  c.data.looks_per_subject = 0  # one look per subject, as filmed people have
+  c.model.dropout_rate = 0.75  # section 5.3 (default.py: 0.5)
   c.loss.margin_unit_mm = 100.0
   c.stage1.num_steps = 3000
   c.stage2.num_steps = 3000

@@ -15,6 +15,7 @@ def get_config():
   c.data.image_size = 36
   c.data.num_test = 300
   c.data.pose_space_size = 2000
+  c.data.looks_per_subject = 0  # blobs wear no clothes
   c.data.hue_jitter_deg = 0.0  # blobs code depth in colour
   c.data.saturation_jitter = 0.0
   c.model.image_size = 32
