@@ -6,17 +6,19 @@ stages (1000 + 1000 steps) of a StructNet of Figure 1's shape at half the
 input side and a quarter of the widths, and evaluates with every row of
 Table 1 (the README gives the measured time). The cost and the candidate
 sets are the paper's (section 5.3: C = 2000 + K = 10 candidates,
-lambda = 1, alpha = 1e-4, dropout 0.75 on h1 and h2), and stage 1 is the
-multi-task network of the paper's [18] (pose regression plus joint
-detection, ``model.detection_grid``). The choices that differ, each chosen
-on the validation split of the learning study
+lambda = 1, alpha = 1e-4), and stage 1 is the multi-task network of the
+paper's [18] (pose regression plus joint detection,
+``model.detection_grid``). The choices that differ, each chosen on the
+validation split of the learning study
 (experiments/results/learning_study/) and each one flag away from the
 paper's: AdamW in both stages (alpha as decoupled weight decay; the paper
 line-searches stage 2, ``stage2.optimizer``), the pre-trained FC layers
-kept with a 300 mm margin unit (``stage2.reinit_fc``), and a random hue and
+kept with a 300 mm margin unit (``stage2.reinit_fc``), a random hue and
 saturation per training image besides the paper's PCA colour noise
-(``data.hue_jitter_deg``, ``data.saturation_jitter``). ``paper.py`` has the
-paper's sizes and choices.
+(``data.hue_jitter_deg``, ``data.saturation_jitter``), eight rendered looks
+per training subject (``data.looks_per_subject``) and dropout 0.5 on h1
+and h2 (``model.dropout_rate``; the paper: 0.75 at four times the widths).
+``paper.py`` has the paper's sizes and choices.
 
 ``get_config()`` returns the full set of fields; every other config in this
 folder starts from it and overrides a few, so an unknown field anywhere is an
