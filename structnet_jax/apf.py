@@ -138,10 +138,11 @@ def _depths() -> tuple[int, ...]:
   return tuple(depth[b] for b in range(NUM_BONES))
 
 
-NUM_LEVELS = max(_depths()) + 1
+_DEPTHS = _depths()
+NUM_LEVELS = max(_DEPTHS) + 1
 # Bones by level of the reference tree: spine; hips, thorax; knees, neck,
 # shoulders; ankles, head, elbows; wrists.
-_LEVELS = tuple(tuple(b for b, d in enumerate(_depths()) if d == level)
+_LEVELS = tuple(tuple(b for b, d in enumerate(_DEPTHS) if d == level)
                 for level in range(NUM_LEVELS))
 _IS_ROOT = np.asarray([r < 0 for r in REFERENCE_BONE])  # [16]
 _REF_INDEX = np.asarray([max(r, 0) for r in REFERENCE_BONE])  # [16]

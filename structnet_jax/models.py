@@ -405,8 +405,9 @@ class StructNet(nn.Module):
 @functools.partial(jax.jit, static_argnames=("model", "image_size"))
 def _init(model: StructNet, key: Array, image_size: int) -> dict[str, Any]:
   """``model.init`` on zero inputs, compiled once per (equal) model and size:
-  a run initialises the same network several times (stage 1, stage 2's fresh
-  FC layers, checkpoint templates)."""
+  a run initialises the same network several times (the stage-1 state, the
+  templates its checkpoints are restored into, the plan's probe, and with
+  ``stage2.reinit_fc`` stage 2's fresh FC layers)."""
   images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   poses = jnp.zeros((1, poses_lib.NUM_JOINTS, 3), jnp.float32)
   return model.init({"params": key}, images, poses, train=False)
