@@ -14,12 +14,14 @@ is given on the command line:
 choices, every 5th frame of the 25 fps file (5 fps, five times the ``cpu``
 variant's crops). ``cpu``: the default config's smaller network and
 short-schedule choices on 64x64 crops at 1 fps (every 25th frame; its crop
-counts are in experiments/results/h36m_motion_cpu/README.md), 3000 + 1500
-steps. ``quick``: the ``cpu`` run at half
-the frames (every 50th) and half the steps, without the APF rows, to
-compare ideas in minutes. ``cpu_val`` / ``quick_val``: the same with S8
-held out as the validation split (train S1, S5, S6, S7; evaluate on S8):
-choose settings there and report S9/S11 once. Measured times are in
+counts are in experiments/results/h36m_motion_cpu/README.md), 3000 + 4500
+steps (stage 2 three times the 1500 of rounds one to five: chosen on the
+validation split, experiments/results/learning_study/, section 13).
+``quick``: the ``cpu`` run at half the frames (every 50th) and half the
+steps (1500 + 2250), without the APF rows, to compare ideas in minutes.
+``cpu_val`` / ``quick_val``: the same with S8 held out as the validation
+split (train S1, S5, S6, S7; evaluate on S8): choose settings there and
+report S9/S11 once. Measured times are in
 experiments/results/.
 """
 
@@ -36,8 +38,9 @@ def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int])
 
   ``variant`` (``VARIANTS``): ``paper`` (Figure-1 network, every
   ``frame_steps["paper"]``-th frame), ``cpu`` (the default network, every
-  ``frame_steps["cpu"]``-th frame), ``quick`` (``cpu`` at half the frames and
-  steps, no APF rows); a ``_val`` suffix holds S8 out as the validation split.
+  ``frame_steps["cpu"]``-th frame, 3000 + 4500 steps), ``quick`` (``cpu`` at
+  half the frames and steps, no APF rows); a ``_val`` suffix holds S8 out
+  as the validation split.
   """
   if variant not in VARIANTS:
     raise ValueError(f"{tfds_config} config argument {variant!r} is unknown; "
@@ -49,13 +52,13 @@ def protocol_config(tfds_config: str, variant: str, frame_steps: dict[str, int])
   if base == "quick":
     c.data.frame_step = 2 * frame_steps["cpu"]
     c.stage1.num_steps = 1500
-    c.stage2.num_steps = 750
+    c.stage2.num_steps = 2250
     c.eval.apf_sizes = ()
   else:
     c.data.frame_step = frame_steps[base]
   if base == "cpu":
     c.stage1.num_steps = 3000
-    c.stage2.num_steps = 1500
+    c.stage2.num_steps = 4500
   if variant.endswith("_val"):
     c.data.validation_subjects = "S8"
   return c
