@@ -173,6 +173,7 @@ def test_padding_to_a_power_of_two_leaves_each_fit_unchanged():
   np.testing.assert_allclose(err, want_err, rtol=1e-6, atol=1e-5)
   assert [apf._padded_size(b) for b in (1, 2, 5, 64, 65)] == [1, 2, 8, 64, 128]
 
+
 def test_fit_avg_apf_targets_the_average():
   targets, inits, _ = _problems(4, 6)
   # Top-2 "candidates": the mean of (target + d, target - d) is the target.
