@@ -128,6 +128,14 @@ def test_protocol_variants_halve_cpu_for_quick_and_hold_out_s8_for_val():
   assert (quick.stage1.num_steps, quick.stage2.num_steps) == (
       cpu.stage1.num_steps // 2, cpu.stage2.num_steps // 2)
   assert tuple(quick.eval.apf_sizes) == ()
+  widths = lambda c: (c.model.h1_width, c.model.h2_width, c.model.h3_width,
+                      c.model.embed_dim, c.model.pose_hidden)
+  # The CPU protocol's FC layers are twice the default config's (learning
+  # study, section 14); the paper variant keeps Figure 1's.
+  assert widths(cpu) == widths(quick) == (512,) * 5
+  assert widths(h36m_motion.get_config("cpu_val")) == (512,) * 5
+  assert widths(h36m_motion.get_config("paper")) == (1024,) * 5
+  assert widths(default_config.get_config()) == (256,) * 5
   for v in ("cpu_val", "quick_val"):
     assert h36m_motion.get_config(v).data.validation_subjects == "S8"
   assert cpu.data.validation_subjects == ""

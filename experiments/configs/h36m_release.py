@@ -11,7 +11,7 @@ the release folder (see
       --config.data.manual_dir=/path/to/human3.6m
 
 The dataset is read once into ``data.data_dir`` (every 5th frame of the 50
-fps videos; ``cpu``: every 50th frame and the default config's network).
+fps videos; ``cpu``: every 50th frame and ``h36m_motion.py:cpu``'s network).
 """
 
 from __future__ import annotations

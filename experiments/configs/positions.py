@@ -14,7 +14,8 @@ report goes to ``<workdir>/eval/<data name>/``):
       --config=experiments/configs/positions.py:evaluate \
       --config.data.motion_path=/path/to/my_motion.npz
 
-Train and test on it (``cpu``: the default config's network and schedule;
+Train and test on it (``cpu``: ``h36m_motion.py:cpu``'s network and
+schedule, the default config's with its FC layers twice as wide;
 ``paper``: Figure 1's), with subjects split by name:
 
   python -m experiments.main --config=experiments/configs/positions.py:cpu \
